@@ -1,0 +1,705 @@
+/*
+ * model.c - a stack of dense layers over one flat parameter buffer: creation, initialisation,
+ * the forward pass, backpropagation of the loss, and prediction.
+ *
+ * Layer l computes z_l = a_{l-1} W_l + b_l and a_l = f_l(z_l), where a_0 is the input row and
+ * the last layer has no activation (its z are the logits the loss takes). W_l is stored
+ * input-major, so that a row of W_l is the fan-out of one input: the forward pass and the
+ * weight gradient are then sums of contiguous rows scaled by one input value, and a sparse
+ * input row only touches the rows of its non-zeros.
+ */
+#include "internal.h"
+
+#include <math.h>
+#include <string.h>
+
+#define MAX_LAYERS (DSC_MAX_HIDDEN + 1)
+
+/* Batches of prediction are cut into chunks of this many rows. */
+#define PREDICT_CHUNK 256
+
+struct dsc_model {
+    dsc_model_config cfg;
+    size_t n_layers;
+    size_t n_logits;
+    dsc_layer layers[MAX_LAYERS];
+    size_t n_params;
+    float *params;
+    float *grads;
+
+    /* Work buffers for batches of up to capacity rows (dsc_model_reserve). */
+    size_t capacity;
+    size_t max_width;          /* widest layer output */
+    float *z[MAX_LAYERS];      /* pre-activations, capacity * n_out each */
+    float *a[MAX_LAYERS];      /* activations of hidden layers (alias z for identity) */
+    float *delta;              /* capacity * max_width: gradient w.r.t. a layer's z */
+    float *delta_prev;         /* the same for the layer below */
+    float *probs;              /* capacity * n_outputs, for prediction */
+};
+
+void dsc_model_config_init(dsc_model_config *cfg, size_t n_inputs, size_t n_outputs,
+                           dsc_loss loss)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->n_inputs = n_inputs;
+    cfg->n_outputs = n_outputs;
+    cfg->loss = loss;
+    for (size_t i = 0; i < DSC_MAX_HIDDEN; i++)
+        cfg->activation[i] = DSC_ACT_RELU;
+}
+
+static int check_config(const dsc_model_config *cfg)
+{
+    if (!cfg)
+        return dsc__fail(DSC_EINVAL, "model: configuration is NULL");
+    if (cfg->n_inputs == 0)
+        return dsc__fail(DSC_EINVAL, "model: n_inputs must be at least 1");
+    if ((unsigned)cfg->loss >= DSC_LOSS_COUNT)
+        return dsc__fail(DSC_EINVAL, "model: unknown loss %d", (int)cfg->loss);
+    if (dsc_loss_is_classification(cfg->loss) && cfg->n_outputs < 2)
+        return dsc__fail(DSC_EINVAL, "model: a classifier needs at least 2 classes, got %zu",
+                         cfg->n_outputs);
+    if (cfg->n_outputs == 0)
+        return dsc__fail(DSC_EINVAL, "model: n_outputs must be at least 1");
+    if (cfg->n_inputs > UINT32_MAX || cfg->n_outputs > (1u << 24))
+        return dsc__fail(DSC_ELIMIT, "model: %zu inputs and %zu outputs are beyond the limits",
+                         cfg->n_inputs, cfg->n_outputs);
+    if (cfg->n_hidden > DSC_MAX_HIDDEN)
+        return dsc__fail(DSC_ELIMIT, "model: at most %d hidden layers, got %zu",
+                         DSC_MAX_HIDDEN, cfg->n_hidden);
+    for (size_t i = 0; i < cfg->n_hidden; i++) {
+        if (cfg->hidden[i] == 0 || cfg->hidden[i] > (1u << 24))
+            return dsc__fail(DSC_EINVAL, "model: hidden layer %zu has width %zu", i + 1,
+                             cfg->hidden[i]);
+        if ((unsigned)cfg->activation[i] >= DSC_ACT_COUNT)
+            return dsc__fail(DSC_EINVAL, "model: hidden layer %zu has an unknown activation",
+                             i + 1);
+    }
+    if (!isfinite(cfg->loss_param) || cfg->loss_param < 0.0f)
+        return dsc__fail(DSC_EINVAL, "model: loss_param must be finite and >= 0");
+    if (!isfinite(cfg->act_param))
+        return dsc__fail(DSC_EINVAL, "model: act_param must be finite");
+    return DSC_OK;
+}
+
+dsc_model *dsc_model_new(const dsc_model_config *cfg, int *err)
+{
+    int rc = check_config(cfg);
+    if (rc < 0)
+        return dsc__fail_null(err, rc);
+
+    dsc_model *m = dsc__calloc(1, sizeof *m);
+    if (!m) {
+        dsc__fail(DSC_ENOMEM, "model: out of memory");
+        return dsc__fail_null(err, DSC_ENOMEM);
+    }
+    m->cfg = *cfg;
+    m->n_layers = cfg->n_hidden + 1;
+    int binary = dsc_loss_is_classification(cfg->loss) && cfg->loss != DSC_LOSS_SOFTMAX &&
+                 cfg->n_outputs == 2;
+    m->n_logits = binary ? 1 : cfg->n_outputs;
+
+    /* Lay the layers out one after the other: weights, then biases. */
+    size_t n_in = cfg->n_inputs, total = 0;
+    for (size_t l = 0; l < m->n_layers; l++) {
+        int last = l == cfg->n_hidden;
+        size_t n_out = last ? m->n_logits : cfg->hidden[l];
+        size_t n_weights, count;
+        if (dsc__mul_overflows(n_in, n_out, &n_weights) || n_weights > SIZE_MAX / 8 - n_out ||
+            total > SIZE_MAX / 8 - n_weights - n_out) {
+            dsc_model_free(m);
+            dsc__fail(DSC_ELIMIT, "model: too many parameters");
+            return dsc__fail_null(err, DSC_ELIMIT);
+        }
+        count = n_weights + n_out;
+        m->layers[l] = (dsc_layer){
+            .n_in = n_in,
+            .n_out = n_out,
+            .activation = last ? DSC_ACT_IDENTITY : cfg->activation[l],
+            .first = total,
+            .count = count,
+        };
+        total += count;
+        if (n_out > m->max_width)
+            m->max_width = n_out;
+        n_in = n_out;
+    }
+    m->n_params = total;
+
+    m->params = dsc__calloc(total, sizeof(float));
+    m->grads = dsc__calloc(total, sizeof(float));
+    if (!m->params || !m->grads) {
+        dsc_model_free(m);
+        dsc__fail(DSC_ENOMEM, "model: out of memory for %zu parameters", total);
+        return dsc__fail_null(err, DSC_ENOMEM);
+    }
+    for (size_t l = 0; l < m->n_layers; l++) {
+        dsc_layer *layer = &m->layers[l];
+        size_t n_weights = layer->n_in * layer->n_out;
+        layer->w = m->params + layer->first;
+        layer->b = layer->w + n_weights;
+        layer->dw = m->grads + layer->first;
+        layer->db = layer->dw + n_weights;
+    }
+    if (err)
+        *err = DSC_OK;
+    return m;
+}
+
+static void free_buffers(dsc_model *m)
+{
+    for (size_t l = 0; l < m->n_layers; l++) {
+        if (m->a[l] != m->z[l])
+            dsc__free(m->a[l]);
+        dsc__free(m->z[l]);
+        m->a[l] = m->z[l] = NULL;
+    }
+    dsc__free(m->delta);
+    dsc__free(m->delta_prev);
+    dsc__free(m->probs);
+    m->delta = m->delta_prev = m->probs = NULL;
+    m->capacity = 0;
+}
+
+void dsc_model_free(dsc_model *m)
+{
+    if (!m)
+        return;
+    free_buffers(m);
+    dsc__free(m->params);
+    dsc__free(m->grads);
+    dsc__free(m);
+}
+
+const dsc_model_config *dsc_model_config_of(const dsc_model *m)
+{
+    return &m->cfg;
+}
+
+size_t dsc_model_n_params(const dsc_model *m)
+{
+    return m->n_params;
+}
+
+float *dsc_model_params(dsc_model *m)
+{
+    return m->params;
+}
+
+float *dsc_model_grads(dsc_model *m)
+{
+    return m->grads;
+}
+
+size_t dsc_model_n_layers(const dsc_model *m)
+{
+    return m->n_layers;
+}
+
+size_t dsc_model_n_logits(const dsc_model *m)
+{
+    return m->n_logits;
+}
+
+int dsc_model_is_classifier(const dsc_model *m)
+{
+    return dsc_loss_is_classification(m->cfg.loss);
+}
+
+int dsc_model_layer(dsc_model *m, size_t i, dsc_layer *out)
+{
+    if (!m || !out || i >= m->n_layers)
+        return dsc__fail(DSC_EINVAL, "model: no layer %zu", i);
+    *out = m->layers[i];
+    return DSC_OK;
+}
+
+int dsc_model_copy_weights(dsc_model *dst, const dsc_model *src)
+{
+    if (!dst || !src)
+        return dsc__fail(DSC_EINVAL, "model: NULL model");
+    if (dst->n_params != src->n_params || dst->n_layers != src->n_layers)
+        return dsc__fail(DSC_ESHAPE, "model: copying weights between different shapes");
+    memcpy(dst->params, src->params, src->n_params * sizeof(float));
+    return DSC_OK;
+}
+
+static int is_relu_family(dsc_activation act)
+{
+    return act == DSC_ACT_RELU || act == DSC_ACT_LEAKY_RELU || act == DSC_ACT_ELU ||
+           act == DSC_ACT_GELU;
+}
+
+int dsc_model_init_weights(dsc_model *m, dsc_init init, uint64_t seed)
+{
+    if (!m || (unsigned)init >= DSC_INIT_COUNT)
+        return dsc__fail(DSC_EINVAL, "model: unknown initialisation %d", (int)init);
+
+    dsc_rng rng;
+    dsc_rng_seed(&rng, seed);
+    memset(m->params, 0, m->n_params * sizeof(float));
+
+    for (size_t l = 0; l < m->n_layers; l++) {
+        dsc_layer *layer = &m->layers[l];
+        dsc_init kind = init;
+        if (kind == DSC_INIT_AUTO) {
+            if (m->n_layers == 1)
+                kind = DSC_INIT_ZEROS;
+            else if (is_relu_family(layer->activation))
+                kind = DSC_INIT_HE_UNIFORM;
+            else
+                kind = DSC_INIT_XAVIER_UNIFORM;
+        }
+
+        double fan_in = (double)layer->n_in, fan_out = (double)layer->n_out;
+        double xavier_var = 2.0 / (fan_in + fan_out), he_var = 2.0 / fan_in;
+        size_t n_weights = layer->n_in * layer->n_out;
+        for (size_t i = 0; i < n_weights && kind != DSC_INIT_ZEROS; i++) {
+            double value;
+            switch (kind) {
+            case DSC_INIT_XAVIER_UNIFORM: /* U(-a, a) has variance a^2 / 3 */
+                value = (2.0 * dsc_rng_uniform(&rng) - 1.0) * sqrt(3.0 * xavier_var);
+                break;
+            case DSC_INIT_XAVIER_NORMAL:
+                value = dsc_rng_normal(&rng) * sqrt(xavier_var);
+                break;
+            case DSC_INIT_HE_UNIFORM:
+                value = (2.0 * dsc_rng_uniform(&rng) - 1.0) * sqrt(3.0 * he_var);
+                break;
+            default: /* DSC_INIT_HE_NORMAL */
+                value = dsc_rng_normal(&rng) * sqrt(he_var);
+                break;
+            }
+            layer->w[i] = (float)value;
+        }
+    }
+    return DSC_OK;
+}
+
+int dsc_model_reserve(dsc_model *m, size_t max_batch)
+{
+    if (!m || max_batch == 0)
+        return dsc__fail(DSC_EINVAL, "model: batch size must be at least 1");
+    if (max_batch <= m->capacity)
+        return DSC_OK;
+
+    size_t widest = m->max_width > m->cfg.n_outputs ? m->max_width : m->cfg.n_outputs;
+    size_t cells;
+    if (dsc__mul_overflows(max_batch, widest, &cells) || cells > SIZE_MAX / sizeof(float))
+        return dsc__fail(DSC_ELIMIT, "model: a batch of %zu rows is too large", max_batch);
+
+    free_buffers(m);
+    for (size_t l = 0; l < m->n_layers; l++) {
+        size_t n = max_batch * m->layers[l].n_out;
+        m->z[l] = dsc__alloc(n * sizeof(float));
+        if (!m->z[l])
+            goto out_of_memory;
+        if (m->layers[l].activation == DSC_ACT_IDENTITY) {
+            m->a[l] = m->z[l];
+        } else {
+            m->a[l] = dsc__alloc(n * sizeof(float));
+            if (!m->a[l])
+                goto out_of_memory;
+        }
+    }
+    m->delta = dsc__alloc(cells * sizeof(float));
+    m->delta_prev = dsc__alloc(cells * sizeof(float));
+    m->probs = dsc__alloc(cells * sizeof(float));
+    if (!m->delta || !m->delta_prev || !m->probs)
+        goto out_of_memory;
+    m->capacity = max_batch;
+    return DSC_OK;
+
+out_of_memory:
+    free_buffers(m);
+    return dsc__fail(DSC_ENOMEM, "model: out of memory for a batch of %zu rows", max_batch);
+}
+
+/* Row index i of a batch: rows[i], or i itself (offset by first) when rows is NULL. */
+static size_t row_at(const uint32_t *rows, size_t first, size_t i)
+{
+    return rows ? rows[i] : first + i;
+}
+
+static int check_data(const dsc_model *m, const dsc_data *d, const uint32_t *rows,
+                      size_t first, size_t n, int need_targets)
+{
+    if (!d)
+        return dsc__fail(DSC_EINVAL, "data: NULL");
+    if (d->n_features != m->cfg.n_inputs)
+        return dsc__fail(DSC_ESHAPE, "data: %zu features, the model takes %zu", d->n_features,
+                         m->cfg.n_inputs);
+    if (!d->x && !(d->row_ptr && d->col && d->val))
+        return dsc__fail(DSC_EINVAL, "data: neither dense nor sparse features are given");
+    if (!rows && (first > d->n_rows || n > d->n_rows - first))
+        return dsc__fail(DSC_EINVAL, "data: rows %zu..%zu beyond the %zu rows", first,
+                         first + n, d->n_rows);
+
+    for (size_t i = 0; rows && i < n; i++) {
+        if (rows[i] >= d->n_rows)
+            return dsc__fail(DSC_EINVAL, "data: row %u beyond the %zu rows", rows[i],
+                             d->n_rows);
+    }
+    if (!need_targets)
+        return DSC_OK;
+
+    if (dsc_model_is_classifier(m)) {
+        if (!d->label)
+            return dsc__fail(DSC_EINVAL, "data: a classifier needs class labels");
+        for (size_t i = 0; i < n; i++) {
+            int32_t label = d->label[row_at(rows, first, i)];
+            if (label < 0 || (size_t)label >= m->cfg.n_outputs)
+                return dsc__fail(DSC_EINVAL, "data: row %zu has class %d, outside 0..%zu",
+                                 row_at(rows, first, i) + 1, (int)label,
+                                 m->cfg.n_outputs - 1);
+        }
+    } else if (!d->y || d->n_targets != m->cfg.n_outputs) {
+        return dsc__fail(DSC_ESHAPE, "data: the model predicts %zu targets, the data has %zu",
+                         m->cfg.n_outputs, d->y ? d->n_targets : 0);
+    }
+    return DSC_OK;
+}
+
+/* out[0..n) += scale * w[0..n) */
+static void axpy(float *out, float scale, const float *w, size_t n)
+{
+    for (size_t j = 0; j < n; j++)
+        out[j] += scale * w[j];
+}
+
+/* The first layer's z for the batch, from dense or sparse input. */
+static void forward_input(dsc_model *m, const dsc_data *d, const uint32_t *rows, size_t first,
+                          size_t n)
+{
+    const dsc_layer *layer = &m->layers[0];
+    size_t n_out = layer->n_out;
+
+    for (size_t i = 0; i < n; i++) {
+        size_t r = row_at(rows, first, i);
+        float *z = m->z[0] + i * n_out;
+        memcpy(z, layer->b, n_out * sizeof(float));
+        if (d->x) {
+            const float *x = d->x + r * d->n_features;
+            for (size_t k = 0; k < layer->n_in; k++) {
+                if (x[k] != 0.0f)
+                    axpy(z, x[k], layer->w + k * n_out, n_out);
+            }
+        } else {
+            for (uint64_t p = d->row_ptr[r]; p < d->row_ptr[r + 1]; p++)
+                axpy(z, d->val[p], layer->w + (size_t)d->col[p] * n_out, n_out);
+        }
+    }
+}
+
+/* The forward pass of every layer; the logits end in m->z[last]. */
+static void forward(dsc_model *m, const dsc_data *d, const uint32_t *rows, size_t first,
+                    size_t n)
+{
+    forward_input(m, d, rows, first, n);
+
+    for (size_t l = 0; l < m->n_layers; l++) {
+        const dsc_layer *layer = &m->layers[l];
+        if (l > 0) {
+            const float *in = m->a[l - 1];
+            for (size_t i = 0; i < n; i++) {
+                float *z = m->z[l] + i * layer->n_out;
+                const float *a = in + i * layer->n_in;
+                memcpy(z, layer->b, layer->n_out * sizeof(float));
+                for (size_t k = 0; k < layer->n_in; k++) {
+                    if (a[k] != 0.0f)
+                        axpy(z, a[k], layer->w + k * layer->n_out, layer->n_out);
+                }
+            }
+        }
+        dsc__act_forward(layer->activation, m->cfg.act_param, m->z[l], m->a[l],
+                         n * layer->n_out);
+    }
+}
+
+/* The weight gradient of layer 0 from dense or sparse input and delta (n * n_out). */
+static void backward_input(dsc_model *m, const dsc_data *d, const uint32_t *rows,
+                           const float *delta, size_t n)
+{
+    dsc_layer *layer = &m->layers[0];
+    size_t n_out = layer->n_out;
+
+    for (size_t i = 0; i < n; i++) {
+        size_t r = row_at(rows, 0, i);
+        const float *dz = delta + i * n_out;
+        if (d->x) {
+            const float *x = d->x + r * d->n_features;
+            for (size_t k = 0; k < layer->n_in; k++) {
+                if (x[k] != 0.0f)
+                    axpy(layer->dw + k * n_out, x[k], dz, n_out);
+            }
+        } else {
+            for (uint64_t p = d->row_ptr[r]; p < d->row_ptr[r + 1]; p++)
+                axpy(layer->dw + (size_t)d->col[p] * n_out, d->val[p], dz, n_out);
+        }
+    }
+}
+
+/*
+ * Backpropagate m->delta (the gradient w.r.t. the logits, already scaled by each sample's
+ * share of the batch loss) down to the first layer, summing into the gradient buffer.
+ */
+static void backward(dsc_model *m, const dsc_data *d, const uint32_t *rows, size_t n)
+{
+    for (size_t l = m->n_layers; l-- > 0;) {
+        dsc_layer *layer = &m->layers[l];
+        size_t n_in = layer->n_in, n_out = layer->n_out;
+
+        for (size_t i = 0; i < n; i++)
+            axpy(layer->db, 1.0f, m->delta + i * n_out, n_out);
+
+        if (l == 0) {
+            backward_input(m, d, rows, m->delta, n);
+            break;
+        }
+
+        /* dW += a_{l-1}^T delta, and delta_{l-1} = (delta W^T) * f'(z_{l-1}) */
+        const float *in = m->a[l - 1];
+        for (size_t i = 0; i < n; i++) {
+            const float *a = in + i * n_in;
+            const float *dz = m->delta + i * n_out;
+            float *dprev = m->delta_prev + i * n_in;
+            for (size_t k = 0; k < n_in; k++) {
+                const float *w = layer->w + k * n_out;
+                double dot = 0.0;
+                for (size_t j = 0; j < n_out; j++)
+                    dot += (double)w[j] * (double)dz[j];
+                dprev[k] = (float)dot;
+                if (a[k] != 0.0f)
+                    axpy(layer->dw + k * n_out, a[k], dz, n_out);
+            }
+        }
+        dsc__act_backward(m->layers[l - 1].activation, m->cfg.act_param, m->z[l - 1],
+                          m->a[l - 1], m->delta_prev, n * n_in);
+
+        float *swap = m->delta;
+        m->delta = m->delta_prev;
+        m->delta_prev = swap;
+    }
+}
+
+/* Add the penalty on the weights (not the biases) to *loss and, when grad, to the gradient. */
+static void add_penalty(dsc_model *m, const dsc_objective *obj, int grad, double *loss)
+{
+    if (!obj || (obj->l1 == 0.0 && obj->l2 == 0.0))
+        return;
+
+    double sum_abs = 0.0, sum_sq = 0.0;
+    float l1 = (float)obj->l1, l2 = (float)obj->l2;
+    for (size_t l = 0; l < m->n_layers; l++) {
+        dsc_layer *layer = &m->layers[l];
+        size_t n_weights = layer->n_in * layer->n_out;
+        for (size_t i = 0; i < n_weights; i++) {
+            float w = layer->w[i];
+            sum_abs += fabs((double)w);
+            sum_sq += (double)w * (double)w;
+            if (grad) {
+                float sign = w > 0.0f ? 1.0f : (w < 0.0f ? -1.0f : 0.0f);
+                layer->dw[i] += l2 * w + l1 * sign;
+            }
+        }
+    }
+    *loss += obj->l1 * sum_abs + 0.5 * obj->l2 * sum_sq;
+}
+
+static int check_objective(const dsc_model *m, const dsc_objective *obj)
+{
+    if (!obj)
+        return DSC_OK;
+    if (!(obj->l1 >= 0.0) || !(obj->l2 >= 0.0) || !isfinite(obj->l1) || !isfinite(obj->l2))
+        return dsc__fail(DSC_EINVAL, "objective: l1 and l2 must be finite and >= 0");
+    for (size_t c = 0; obj->class_weight && c < m->cfg.n_outputs; c++) {
+        if (!(obj->class_weight[c] >= 0.0f) || !isfinite(obj->class_weight[c]))
+            return dsc__fail(DSC_EINVAL, "objective: class weight %zu must be finite and >= 0",
+                             c);
+    }
+    return DSC_OK;
+}
+
+/* The loss (and, when grad, the gradient) of a batch; see dsc_model_loss_grad. */
+static int batch_loss(dsc_model *m, const dsc_data *d, const uint32_t *rows, size_t n,
+                      const dsc_objective *obj, int grad, double *loss)
+{
+    if (!m || !loss)
+        return dsc__fail(DSC_EINVAL, "model: NULL argument");
+    if (n == 0)
+        return dsc__fail(DSC_EINVAL, "model: a batch needs at least one row");
+    int rc = check_data(m, d, rows, 0, n, 1);
+    if (rc == DSC_OK)
+        rc = check_objective(m, obj);
+    if (rc == DSC_OK)
+        rc = dsc_model_reserve(m, n);
+    if (rc < 0)
+        return rc;
+
+    /* The batch loss is sum(s_i c_i l_i) / sum(s_i): each row's share is s_i c_i / sum(s_i). */
+    double weight_sum = 0.0;
+    for (size_t i = 0; i < n; i++)
+        weight_sum += d->weight ? (double)d->weight[row_at(rows, 0, i)] : 1.0;
+    if (!(weight_sum > 0.0))
+        return dsc__fail(DSC_EINVAL, "data: the sample weights of a batch sum to %g",
+                         weight_sum);
+
+    forward(m, d, rows, 0, n);
+
+    int classifier = dsc_model_is_classifier(m);
+    float param = dsc__loss_param(m->cfg.loss, m->cfg.loss_param);
+    size_t k = m->n_logits;
+    const float *logits = m->z[m->n_layers - 1];
+    double total = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        size_t r = row_at(rows, 0, i);
+        int32_t label = classifier ? d->label[r] : 0;
+        double share = d->weight ? (double)d->weight[r] : 1.0;
+        if (classifier && obj && obj->class_weight)
+            share *= obj->class_weight[label];
+        share /= weight_sum;
+        const float *y = classifier ? NULL : d->y + r * d->n_targets;
+        float *dz = grad ? m->delta + i * k : NULL;
+        total += share * dsc__row_loss(m->cfg.loss, param, logits + i * k, k, label, y,
+                                       (float)share, dz);
+    }
+
+    if (grad) {
+        memset(m->grads, 0, m->n_params * sizeof(float));
+        backward(m, d, rows, n);
+    }
+    add_penalty(m, obj, grad, &total);
+    *loss = total;
+    return DSC_OK;
+}
+
+int dsc_model_loss_grad(dsc_model *m, const dsc_data *d, const uint32_t *rows, size_t n,
+                        const dsc_objective *obj, double *loss)
+{
+    return batch_loss(m, d, rows, n, obj, 1, loss);
+}
+
+int dsc_model_loss(dsc_model *m, const dsc_data *d, const uint32_t *rows, size_t n,
+                   const dsc_objective *obj, double *loss)
+{
+    return batch_loss(m, d, rows, n, obj, 0, loss);
+}
+
+int dsc_model_decision(dsc_model *m, const dsc_data *d, size_t first, size_t n, float *out)
+{
+    if (!m || !out)
+        return dsc__fail(DSC_EINVAL, "model: NULL argument");
+    int rc = check_data(m, d, NULL, first, n, 0);
+    if (rc == DSC_OK && n > 0)
+        rc = dsc_model_reserve(m, n < PREDICT_CHUNK ? n : PREDICT_CHUNK);
+    if (rc < 0)
+        return rc;
+
+    size_t k = m->n_logits;
+    for (size_t done = 0; done < n;) {
+        size_t chunk = n - done < m->capacity ? n - done : m->capacity;
+        forward(m, d, NULL, first + done, chunk);
+        memcpy(out + done * k, m->z[m->n_layers - 1], chunk * k * sizeof(float));
+        done += chunk;
+    }
+    return DSC_OK;
+}
+
+/* Class probabilities of one row from its logits z; see dsc_model_predict_proba. */
+static void row_proba(dsc_loss loss, const float *z, size_t k, size_t n_classes, float *p)
+{
+    if (k == 1) {
+        double p1 = loss == DSC_LOSS_LOG ? dsc_activation_value(DSC_ACT_SIGMOID, 0, z[0])
+                                         : (fmin(fmax(z[0], -1.0), 1.0) + 1.0) / 2.0;
+        p[0] = (float)(1.0 - p1);
+        p[1] = (float)p1;
+        return;
+    }
+
+    double top = z[0], sum = 0.0;
+    for (size_t c = 1; c < k; c++)
+        top = fmax(top, (double)z[c]);
+    for (size_t c = 0; c < n_classes; c++) {
+        double v;
+        if (loss == DSC_LOSS_SOFTMAX)
+            v = exp((double)z[c] - top);
+        else if (loss == DSC_LOSS_LOG)
+            v = dsc_activation_value(DSC_ACT_SIGMOID, 0, z[c]);
+        else
+            v = (fmin(fmax(z[c], -1.0), 1.0) + 1.0) / 2.0;
+        p[c] = (float)v;
+        sum += v;
+    }
+    for (size_t c = 0; c < n_classes; c++)
+        p[c] = sum > 0.0 ? (float)(p[c] / sum) : (float)(1.0 / (double)n_classes);
+}
+
+int dsc_model_predict_proba(dsc_model *m, const dsc_data *d, size_t first, size_t n,
+                            float *out)
+{
+    if (!m || !out)
+        return dsc__fail(DSC_EINVAL, "model: NULL argument");
+    dsc_loss loss = m->cfg.loss;
+    if (loss != DSC_LOSS_LOG && loss != DSC_LOSS_SOFTMAX && loss != DSC_LOSS_MODIFIED_HUBER)
+        return dsc__fail(DSC_EINVAL, "model: the %s loss gives no probabilities",
+                         dsc_loss_name(loss));
+    int rc = check_data(m, d, NULL, first, n, 0);
+    if (rc == DSC_OK && n > 0)
+        rc = dsc_model_reserve(m, n < PREDICT_CHUNK ? n : PREDICT_CHUNK);
+    if (rc < 0)
+        return rc;
+
+    size_t k = m->n_logits, n_classes = m->cfg.n_outputs;
+    for (size_t done = 0; done < n;) {
+        size_t chunk = n - done < m->capacity ? n - done : m->capacity;
+        forward(m, d, NULL, first + done, chunk);
+        const float *logits = m->z[m->n_layers - 1];
+        for (size_t i = 0; i < chunk; i++)
+            row_proba(loss, logits + i * k, k, n_classes, out + (done + i) * n_classes);
+        done += chunk;
+    }
+    return DSC_OK;
+}
+
+int32_t dsc__logits_class(const float *z, size_t k)
+{
+    size_t best = 0;
+
+    if (k == 1)
+        return z[0] > 0.0f;
+    for (size_t c = 1; c < k; c++) {
+        if (z[c] > z[best])
+            best = c;
+    }
+    return (int32_t)best;
+}
+
+const float *dsc__model_logits(const dsc_model *m)
+{
+    return m->z[m->n_layers - 1];
+}
+
+int dsc_model_predict_class(dsc_model *m, const dsc_data *d, size_t first, size_t n,
+                            int32_t *out)
+{
+    if (!m || !out)
+        return dsc__fail(DSC_EINVAL, "model: NULL argument");
+    if (!dsc_model_is_classifier(m))
+        return dsc__fail(DSC_EINVAL, "model: a regression model predicts no class");
+    int rc = check_data(m, d, NULL, first, n, 0);
+    if (rc == DSC_OK && n > 0)
+        rc = dsc_model_reserve(m, n < PREDICT_CHUNK ? n : PREDICT_CHUNK);
+    if (rc < 0)
+        return rc;
+
+    size_t k = m->n_logits;
+    for (size_t done = 0; done < n;) {
+        size_t chunk = n - done < m->capacity ? n - done : m->capacity;
+        forward(m, d, NULL, first + done, chunk);
+        const float *logits = m->z[m->n_layers - 1];
+        for (size_t i = 0; i < chunk; i++)
+            out[done + i] = dsc__logits_class(logits + i * k, k);
+        done += chunk;
+    }
+    return DSC_OK;
+}

@@ -1,0 +1,102 @@
+/*
+ * util.c - the random generator, a clock and small numeric helpers.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "internal.h"
+
+#include <math.h>
+#include <time.h>
+
+static uint64_t splitmix64(uint64_t *x)
+{
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
+
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+void dsc_rng_seed(dsc_rng *rng, uint64_t seed)
+{
+    uint64_t x = seed;
+
+    for (int i = 0; i < 4; i++)
+        rng->s[i] = splitmix64(&x);
+}
+
+static uint64_t rotl(uint64_t x, int k)
+{
+    return (x << k) | (x >> (64 - k));
+}
+
+/* xoshiro256** (Blackman and Vigna, 2018). */
+uint64_t dsc_rng_next(dsc_rng *rng)
+{
+    uint64_t *s = rng->s;
+    uint64_t result = rotl(s[1] * 5, 7) * 9;
+    uint64_t t = s[1] << 17;
+
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return result;
+}
+
+double dsc_rng_uniform(dsc_rng *rng)
+{
+    return (double)(dsc_rng_next(rng) >> 11) * 0x1.0p-53;
+}
+
+double dsc_rng_normal(dsc_rng *rng)
+{
+    const double two_pi = 6.283185307179586476925286766559;
+    double u1 = 1.0 - dsc_rng_uniform(rng); /* in (0, 1], so log() is finite */
+    double u2 = dsc_rng_uniform(rng);
+
+    return sqrt(-2.0 * log(u1)) * cos(two_pi * u2);
+}
+
+uint64_t dsc_rng_below(dsc_rng *rng, uint64_t n)
+{
+    if (n == 0)
+        return 0;
+
+    /* Reject the top partial block of 2^64 so that every residue is equally likely. */
+    uint64_t limit = UINT64_MAX - UINT64_MAX % n;
+    uint64_t r;
+    do {
+        r = dsc_rng_next(rng);
+    } while (r >= limit);
+    return r % n;
+}
+
+void dsc_rng_shuffle(dsc_rng *rng, uint32_t *idx, size_t n)
+{
+    for (size_t i = n; i > 1; i--) {
+        size_t j = (size_t)dsc_rng_below(rng, i);
+        uint32_t tmp = idx[i - 1];
+        idx[i - 1] = idx[j];
+        idx[j] = tmp;
+    }
+}
+
+double dsc__now(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+bool dsc__all_finite(const float *a, size_t n)
+{
+    /* x - x is 0 for a finite x and NaN otherwise; summing keeps the loop branch-free. */
+    float acc = 0.0f;
+
+    for (size_t i = 0; i < n; i++)
+        acc += a[i] - a[i];
+    return acc == 0.0f;
+}

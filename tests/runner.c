@@ -1,0 +1,116 @@
+/*
+ * runner.c - runs every TEST of the suite, each in a child process with a time limit, and
+ * ends with the line "N passed, N failed". Arguments, when given, select the tests whose
+ * names contain one of them.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "test.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* The list the Makefile generates: one X(name) per TEST(name) in tests/. */
+#define X(name) void test_##name(void);
+#include "test_list.h"
+#undef X
+
+struct test_entry {
+    const char *name;
+    void (*fn)(void);
+};
+
+static const struct test_entry all_tests[] = {
+#define X(name) {#name, test_##name},
+#include "test_list.h"
+#undef X
+};
+
+int test_failures;
+static char tmpdir[256];
+
+void test_report(const char *file, int line, const char *fmt, ...)
+{
+    va_list args;
+
+    test_failures++;
+    fprintf(stderr, "    %s:%d: ", file, line);
+    va_start(args, fmt);
+    vfprintf(stderr, fmt, args);
+    va_end(args);
+    fputc('\n', stderr);
+}
+
+const char *test_tmpdir(void)
+{
+    return tmpdir;
+}
+
+static int selected(const char *name, int argc, char **argv)
+{
+    if (argc < 2)
+        return 1;
+    for (int i = 1; i < argc; i++) {
+        if (strstr(name, argv[i]))
+            return 1;
+    }
+    return 0;
+}
+
+/* Run one test in a child; 1 when it passed. */
+static int run_one(const struct test_entry *t)
+{
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/dsc-test-%ld-%s", (long)getpid(), t->name);
+    mkdir(tmpdir, 0700);
+    fflush(NULL);
+
+    pid_t pid = fork();
+    if (pid < 0) {
+        perror("fork");
+        return 0;
+    }
+    if (pid == 0) {
+        alarm(300);
+        test_failures = 0;
+        t->fn();
+        fflush(NULL);
+        _exit(test_failures ? 1 : 0);
+    }
+
+    int status = 0;
+    waitpid(pid, &status, 0);
+    int passed = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    if (WIFSIGNALED(status))
+        fprintf(stderr, "    killed by signal %d\n", WTERMSIG(status));
+    if (passed) {
+        char cmd[300];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+        if (system(cmd) != 0)
+            fprintf(stderr, "    could not remove %s\n", tmpdir);
+    }
+    return passed;
+}
+
+int main(int argc, char **argv)
+{
+    size_t n_tests = sizeof all_tests / sizeof all_tests[0];
+    int passed = 0, failed = 0;
+
+    for (size_t i = 0; i < n_tests; i++) {
+        if (!selected(all_tests[i].name, argc, argv))
+            continue;
+        int ok = run_one(&all_tests[i]);
+        printf("%s %s\n", ok ? "ok  " : "FAIL", all_tests[i].name);
+        fflush(stdout);
+        if (ok)
+            passed++;
+        else
+            failed++;
+    }
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}
