@@ -12,6 +12,14 @@ CFLAGS += $(OPT) $(CFLAGS_BASE) $(SAN)
 LDLIBS += -lm
 PIC = -fPIC
 
+# Optional: zlib, for gzipped IDX files.
+HAVE_ZLIB := $(shell printf '\043include <zlib.h>\nint main(void){return 0;}\n' | \
+               $(CC) -x c - -lz -o /dev/null 2>/dev/null && echo yes)
+ifeq ($(HAVE_ZLIB),yes)
+CFLAGS += -DDSC_HAVE_ZLIB
+LDLIBS += -lz
+endif
+
 LIB_SRC := $(sort $(wildcard src/*.c))
 CLI_SRC := $(sort $(wildcard cli/*.c))
 TEST_SRC := $(sort $(wildcard tests/test_*.c))

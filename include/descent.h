@@ -31,6 +31,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -56,6 +57,9 @@ enum {
     DSC_EFROZEN = -10,   /* nothing left to train: every parameter is frozen */
     DSC_ESTATE = -11     /* a call made in the wrong state (for example, after a failure) */
 };
+
+/* The optional parts this build was made with, for example "zlib". Never NULL. */
+const char *dsc_build_features(void);
 
 /* The name of an error code, for example "out of memory". Never NULL. */
 const char *dsc_strerror(int code);
@@ -495,8 +499,14 @@ typedef enum dsc_stop {
     DSC_STOP_CONVERGED,   /* training loss stopped improving by tol */
     DSC_STOP_EARLY,       /* validation loss stopped improving; best weights restored */
     DSC_STOP_CALLBACK,    /* the epoch callback asked to stop */
-    DSC_STOP_NONFINITE    /* loss or gradient not finite; weights at their last finite values */
+    DSC_STOP_NONFINITE    /* training diverged; weights at their last good values */
 } dsc_stop;
+
+/* What the trainer does when training diverges (see dsc_train_config). */
+typedef enum dsc_divergence {
+    DSC_DIVERGE_BACKOFF, /* roll back one step, multiply the rate by backoff, go on */
+    DSC_DIVERGE_STOP     /* stop at once with DSC_ENONFINITE */
+} dsc_divergence;
 
 typedef struct dsc_train_config {
     size_t batch;              /* rows per step (32); 1 is stochastic; or DSC_FULL_BATCH */
@@ -515,6 +525,18 @@ typedef struct dsc_train_config {
     int balanced;              /* class weights n / (K * count of the class), on training rows */
     double clip_norm;          /* clip the gradient's norm to this (0: off) */
     double clip_value;         /* clip each gradient to [-v, v] (0: off) */
+    /*
+     * Divergence: a loss, gradient or weight that is not finite, or a batch loss above
+     * jump_factor times its recent average (an exponential average over about 100 steps,
+     * checked from the 20th step; 0 turns the check off). With DSC_DIVERGE_BACKOFF the
+     * weights and optimizer state go back to before the previous step, the rate is multiplied
+     * by backoff and training goes on; after max_retries such events it stops as with
+     * DSC_DIVERGE_STOP: DSC_ENONFINITE and a message naming the epoch, step and rate.
+     */
+    dsc_divergence on_divergence; /* DSC_DIVERGE_BACKOFF */
+    double jump_factor;        /* 1000 */
+    double backoff;            /* 0.1 */
+    int max_retries;           /* 5 */
     dsc_epoch_fn on_epoch;
     void *user;
 } dsc_train_config;
@@ -543,6 +565,30 @@ int dsc_trainer_freeze_layer(dsc_trainer *t, size_t layer, int frozen);
 int dsc_trainer_layer_lr(dsc_trainer *t, size_t layer, double lr_scale);
 
 /*
+ * Take one optimizer step (the next batch of the epoch), finishing the epoch after its last
+ * batch (statistics, validation, stopping rules, callback). Returns 1 while training should
+ * go on, 0 once it has stopped, or a negative code as dsc_trainer_epoch.
+ */
+int dsc_trainer_step(dsc_trainer *t);
+
+/* Optimizer steps taken so far, and the epochs finished. */
+int64_t dsc_trainer_steps(const dsc_trainer *t);
+int64_t dsc_trainer_epochs_done(const dsc_trainer *t);
+
+/* The learning-rate multiplier left by divergence back-offs (1 when none happened). */
+double dsc_trainer_lr_scale(const dsc_trainer *t);
+
+/*
+ * The trainer's complete state as bytes: weights, optimizer state, schedule state, the
+ * shuffling generator, the epoch, the step, the position in the shuffled order, the history
+ * and the stopping rules' memory. A trainer built the same way (same model shape, data and
+ * configuration) that loads it continues bit for bit as the one that saved it.
+ */
+size_t dsc_trainer_state_size(const dsc_trainer *t);
+int dsc_trainer_state_save(const dsc_trainer *t, void *buf, size_t size);
+int dsc_trainer_state_load(dsc_trainer *t, const void *buf, size_t size);
+
+/*
  * Run one epoch. Returns 1 while training should go on, 0 once it has stopped (see
  * dsc_trainer_stop_reason), or a negative code on failure (DSC_ENONFINITE at the step named
  * by dsc_trainer_failed_step, with the weights left at their last finite values).
@@ -560,6 +606,189 @@ const dsc_epoch_stats *dsc_trainer_history(const dsc_trainer *t, size_t *n_epoch
 /* Train in one call: dsc_trainer_new, dsc_trainer_run and dsc_trainer_free. */
 int dsc_train(dsc_model *model, const dsc_data *train, const dsc_data *val,
               const dsc_train_config *cfg);
+
+/*
+ * The training and validation rows that a validation fraction gives, as dsc_trainer_new
+ * draws them: a seeded shuffle picks round(fraction * count) rows of each class (labels not
+ * NULL, n_classes of them) or of all rows (labels NULL). Both lists come out in increasing
+ * order. train_rows and val_rows must hold n_rows entries each.
+ */
+int dsc_split_rows(size_t n_rows, const int32_t *labels, size_t n_classes, double fraction,
+                   uint64_t seed, uint32_t *train_rows, size_t *n_train, uint32_t *val_rows,
+                   size_t *n_val);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Data files: CSV, LIBSVM, NumPy .npy and IDX readers, and preprocessing                     */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef enum dsc_format {
+    DSC_FORMAT_AUTO,   /* from the file name: .csv/.tsv/.txt, .svm/.libsvm, .npy, idx */
+    DSC_FORMAT_CSV,
+    DSC_FORMAT_LIBSVM,
+    DSC_FORMAT_NPY,
+    DSC_FORMAT_IDX,
+    DSC_FORMAT_COUNT
+} dsc_format;
+
+typedef enum dsc_missing {
+    DSC_MISSING_ERROR,  /* a missing value (empty, NA, NaN, ?) is an error */
+    DSC_MISSING_MEAN,   /* replaced by the training mean of its column */
+    DSC_MISSING_MEDIAN, /* replaced by the training median of its column */
+    DSC_MISSING_COUNT
+} dsc_missing;
+
+/* How to read a data file. dsc_read_options_default() gives the defaults in brackets. */
+typedef struct dsc_read_options {
+    dsc_format format;       /* [DSC_FORMAT_AUTO] */
+    char delimiter;          /* CSV: ',', ';', '\t' or '|'; [0] detects it */
+    int header;              /* CSV: 1 present, 0 absent, [-1] detect */
+    const char *target;      /* CSV: column name or 1-based index; [NULL] the last column */
+    int classify;            /* 1 targets are classes, 0 regression, [-1] strings are classes */
+    size_t max_levels;       /* CSV: most levels of a one-hot encoded column [1000] */
+    dsc_missing missing;     /* [DSC_MISSING_ERROR] */
+    const char *labels_path; /* .npy targets, or the IDX labels file; [NULL] none */
+} dsc_read_options;
+
+void dsc_read_options_default(dsc_read_options *opts);
+
+/* The format a file name suggests (DSC_FORMAT_CSV when nothing matches). */
+dsc_format dsc_format_from_path(const char *path);
+
+/* Names used by the command line ("csv", "libsvm", "npy", "idx") and the reverse (-1). */
+const char *dsc_format_name(dsc_format format);
+int dsc_format_from_name(const char *name);
+const char *dsc_missing_name(dsc_missing missing);
+int dsc_missing_from_name(const char *name);
+
+/*
+ * What turns a file's rows into features and targets: the columns and their one-hot levels,
+ * the class labels, the imputation values and the standardisation. Learned from the training
+ * file, stored in the model file, and applied unchanged to the files given to predict.
+ */
+typedef struct dsc_prep dsc_prep;
+
+/* Data read from a file: it owns its storage, and dsc_table_data() is a view of it. */
+typedef struct dsc_table dsc_table;
+
+/*
+ * Read a data file in one pass. With prep NULL the encoding (columns, levels, classes) is
+ * learned from the file, as for training; with prep given, the file is encoded the way prep
+ * says, as for prediction: a level unseen in training becomes all zeros (counted by
+ * dsc_table_n_unseen) and a class unseen in training is an error. "-" reads standard input.
+ * Missing values, when allowed, are left as NaN until dsc_prep_apply. Every malformed input
+ * is an error whose message names the file, line and column.
+ */
+dsc_table *dsc_table_read(const char *path, const dsc_read_options *opts,
+                          const dsc_prep *prep, int *err);
+
+/* Free a table. NULL is allowed. */
+void dsc_table_free(dsc_table *table);
+
+/* The features and targets, valid until the table is freed. */
+const dsc_data *dsc_table_data(const dsc_table *table);
+
+/* The encoding the table was read with: its own (learned) or a copy of the one given. */
+dsc_prep *dsc_table_prep(dsc_table *table);
+
+/* Number of values of a one-hot column whose level was unseen in training. */
+size_t dsc_table_n_unseen(const dsc_table *table);
+
+/*
+ * Learn the imputation values of the missing-value policy and, when standardize is set, each
+ * feature's mean and standard deviation, from rows[0..n) of table (rows NULL: every row).
+ * Sparse data is scaled but not centred, so that it stays sparse. A constant feature is
+ * left unscaled.
+ */
+int dsc_prep_fit(dsc_prep *prep, const dsc_table *table, const uint32_t *rows, size_t n,
+                 int standardize);
+
+/* Replace missing values by the imputation values and standardise, in place. */
+int dsc_prep_apply(const dsc_prep *prep, dsc_table *table);
+
+/* Free an encoding that the caller owns (from dsc_model_load or dsc_prep_copy). */
+void dsc_prep_free(dsc_prep *prep);
+
+/* A copy of prep that the caller owns. */
+dsc_prep *dsc_prep_copy(const dsc_prep *prep, int *err);
+
+/* Encoded features, classes (0 for regression) and their names. */
+size_t dsc_prep_n_features(const dsc_prep *prep);
+size_t dsc_prep_n_classes(const dsc_prep *prep);
+const char *dsc_prep_class_name(const dsc_prep *prep, size_t class_index);
+size_t dsc_prep_n_targets(const dsc_prep *prep);
+const char *dsc_prep_target_name(const dsc_prep *prep);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Model files                                                                                */
+/* ------------------------------------------------------------------------------------------ */
+
+/*
+ * Write model, its encoding (may be NULL) and a free-form settings text (may be NULL) to
+ * path: a binary format with a magic number, a version, the byte order and a closing CRC-32,
+ * written to a temporary file in the same folder, flushed and renamed, so that a failure
+ * never leaves a partial file at path. Refuses a model with a non-finite weight.
+ */
+int dsc_model_save(const char *path, const dsc_model *model, const dsc_prep *prep,
+                   const char *settings);
+
+/*
+ * Read a model file, validating every field: a truncated, corrupted or newer file is an
+ * error (DSC_EFORMAT, DSC_ECHECKSUM, DSC_EVERSION), never a crash. *prep and *settings may
+ * be NULL when the file has none; pass NULL for what you do not want. Free the results with
+ * dsc_model_free, dsc_prep_free and dsc_free.
+ */
+int dsc_model_load(const char *path, dsc_model **model, dsc_prep **prep, char **settings);
+
+/*
+ * Describe a model as one JSON object on out: the architecture, the preprocessing (columns,
+ * levels, scaler, imputation values), the classes and the settings text, and with
+ * with_weights every layer's weights and biases. prep and settings may be NULL.
+ */
+int dsc_model_write_json(FILE *out, const dsc_model *model, const dsc_prep *prep,
+                         const char *settings, int with_weights);
+
+/* Free memory that the library handed to the caller (such as a settings text). */
+void dsc_free(void *ptr);
+
+/* CRC-32 (the ISO-HDLC polynomial of zlib and PNG) of len bytes, continuing from crc. */
+uint32_t dsc_crc32(uint32_t crc, const void *data, size_t len);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Plots: loss curves as self-contained SVG                                                   */
+/* ------------------------------------------------------------------------------------------ */
+
+/* One curve: n points (x[i], y[i]); non-finite y values leave a gap. */
+typedef struct dsc_series {
+    const char *name;
+    const double *x;
+    const double *y;
+    size_t n;
+} dsc_series;
+
+/*
+ * A chart: curves on a left axis (log scale when log_y is 1, or with log_y -1 when the
+ * positive values span more than a factor of 50), and optional curves on a right axis (such
+ * as the learning rate), each with a legend entry.
+ */
+typedef struct dsc_plot {
+    const char *title;
+    const char *x_label;
+    const char *y_label;
+    int log_y;
+    const dsc_series *series;
+    size_t n_series;
+    const char *y2_label;
+    int log_y2;
+    const dsc_series *series2;
+    size_t n_series2;
+} dsc_plot;
+
+/*
+ * Write plot as a standalone SVG 1.1 document to out: axes with readable ticks and labels,
+ * a title and a legend. Any input gives valid SVG, including one point, constant values, and
+ * series with no finite value. DSC_EIO if writing fails.
+ */
+int dsc_plot_write_svg(FILE *out, const dsc_plot *plot);
 
 #ifdef __cplusplus
 }

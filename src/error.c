@@ -27,6 +27,20 @@ const char *dsc_strerror(int code)
     }
 }
 
+const char *dsc_build_features(void)
+{
+#ifdef DSC_HAVE_ZLIB
+    return "zlib";
+#else
+    return "none";
+#endif
+}
+
+void dsc_free(void *ptr)
+{
+    dsc__free(ptr);
+}
+
 const char *dsc_last_error(void)
 {
     return last_message;

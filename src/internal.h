@@ -64,4 +64,79 @@ int32_t dsc__logits_class(const float *z, size_t k);
 /* The logits of the rows of the latest forward pass, in batch order (model.c). */
 const float *dsc__model_logits(const dsc_model *m);
 
+/* ---- Data files and preprocessing (prep.c, csv.c, libsvm.c, npy.c, idx.c) ---- */
+
+/* A source column of a CSV file other than the target. */
+typedef struct dsc_column {
+    char *name;
+    int categorical;       /* one-hot encoded: one feature per level */
+    size_t n_levels;
+    char **levels;         /* in order of first appearance */
+    size_t first_feature;  /* its first feature in an encoded row */
+} dsc_column;
+
+struct dsc_prep {
+    dsc_format format;      /* the format of the training file */
+    size_t n_columns;       /* CSV: source columns other than the target; else 0 */
+    dsc_column *columns;
+    size_t n_features;      /* encoded features */
+    char *target_name;      /* NULL when the file had no name for it */
+    size_t n_targets;       /* regression targets (1), or 0 for a classifier */
+    size_t n_classes;       /* 0 for regression */
+    char **classes;         /* class labels as text; the class index is the position */
+    dsc_missing missing;
+    float *impute;          /* n_features imputation values, or NULL */
+    int standardized;
+    float *mean, *scale;    /* n_features each, or NULL: x' = (x - mean) / scale */
+};
+
+struct dsc_table {
+    dsc_data data;          /* the view handed out */
+    dsc_prep *prep;         /* owned by the table */
+    float *x;               /* dense features, or NULL */
+    uint64_t *row_ptr;      /* sparse features, or NULL */
+    uint32_t *col;
+    float *val;
+    int32_t *label;         /* classes, or NULL */
+    float *y;               /* regression targets, or NULL */
+    size_t n_unseen;        /* values of unseen one-hot levels */
+    size_t n_missing;       /* missing cells left as NaN */
+    void *mapping;          /* a memory-mapped file the arrays point into, or NULL */
+    size_t mapping_size;
+};
+
+/* An empty prep and table (prep.c), and the common parts of freeing them. */
+dsc_prep *dsc__prep_new(void);
+dsc_table *dsc__table_new(void);
+
+/*
+ * Find or add class label text (len bytes) in prep's classes (prep.c). learning: add an
+ * unknown label; otherwise an unknown label is an error. Returns the class index or a
+ * negative code (the caller adds file, line and column to the message).
+ */
+int dsc__prep_class(dsc_prep *prep, const char *text, size_t len, int learning);
+
+/*
+ * Sort the classes of a learned prep numerically when every label is a number, remapping
+ * labels[0..n) to match, so that numeric classes come out in numeric order (prep.c).
+ */
+int dsc__prep_sort_numeric_classes(dsc_prep *prep, int32_t *labels, size_t n);
+
+/* Format-specific readers behind dsc_table_read; each fills table and table->prep. */
+int dsc__read_csv(dsc_table *table, FILE *in, const char *path, const dsc_read_options *opts,
+                  const dsc_prep *prep);
+int dsc__read_libsvm(dsc_table *table, FILE *in, const char *path,
+                     const dsc_read_options *opts, const dsc_prep *prep);
+int dsc__read_npy(dsc_table *table, const char *path, const dsc_read_options *opts,
+                  const dsc_prep *prep);
+int dsc__read_idx(dsc_table *table, const char *path, const dsc_read_options *opts,
+                  const dsc_prep *prep);
+
+/*
+ * Parse a number the same way in every locale (prep.c): text[0..len) must be a complete
+ * decimal or exponent number (inf and nan are rejected). Returns 0 and *out on success,
+ * DSC_EFORMAT for text that is not a number, DSC_ELIMIT for a finite number beyond float.
+ */
+int dsc__parse_float(const char *text, size_t len, float *out);
+
 #endif /* DSC_INTERNAL_H */

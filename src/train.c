@@ -35,13 +35,28 @@ struct dsc_trainer {
     size_t batch;
 
     float *class_weight; /* n_outputs, or NULL */
-    float *last_good;    /* the weights before the current step */
     float *best;         /* the weights of the best validation loss (early stopping) */
     double val_target_var; /* sum of squared deviations of the validation targets */
 
     dsc_epoch_stats *history;
     double *metrics; /* the monitored metric of each epoch, for the schedule */
     size_t n_epochs;
+
+    /* Where the current epoch is. */
+    size_t pos;            /* next row of the order to use */
+    int shuffled;          /* the order of this epoch has been drawn */
+    double epoch_loss_sum; /* sum of batch loss * batch rows so far */
+    size_t epoch_rows;     /* rows whose loss counted (skipped batches do not) */
+
+    /* The divergence guard: a copy of the weights and optimizer state before each step. */
+    float *snapshot;
+    unsigned char *opt_snapshot;
+    size_t opt_state_size;
+    int have_snapshot;
+    double lr_scale;       /* product of the back-offs so far */
+    int retries;
+    double loss_average;   /* exponential average of the batch losses */
+    int64_t losses_seen;
 
     int64_t steps;
     double best_monitored;
@@ -51,6 +66,7 @@ struct dsc_trainer {
     int64_t failed_step;
     int failed;
     double started;
+    double seconds_before; /* training time of the run a resumed trainer continues */
 };
 
 void dsc_train_config_default(dsc_train_config *cfg)
@@ -63,6 +79,10 @@ void dsc_train_config_default(dsc_train_config *cfg)
     cfg->n_iter_no_change = 5;
     cfg->init_weights = 1;
     cfg->init = DSC_INIT_AUTO;
+    cfg->on_divergence = DSC_DIVERGE_BACKOFF;
+    cfg->jump_factor = 1000.0;
+    cfg->backoff = 0.1;
+    cfg->max_retries = 5;
     dsc_optim_config_default(&cfg->optim, DSC_OPT_ADAM);
     dsc_schedule_default(&cfg->schedule, DSC_SCHED_CONSTANT, 0.0);
 }
@@ -83,6 +103,17 @@ static int check_train_config(const dsc_train_config *cfg)
         return dsc__fail(DSC_EINVAL, "train: tol is not a number");
     if (!(cfg->clip_norm >= 0.0) || !(cfg->clip_value >= 0.0))
         return dsc__fail(DSC_EINVAL, "train: clip_norm and clip_value must be >= 0");
+    if ((unsigned)cfg->on_divergence > DSC_DIVERGE_STOP)
+        return dsc__fail(DSC_EINVAL, "train: unknown divergence policy %d",
+                         (int)cfg->on_divergence);
+    if (!(cfg->jump_factor == 0.0 || cfg->jump_factor > 1.0) || !isfinite(cfg->jump_factor))
+        return dsc__fail(DSC_EINVAL, "train: jump_factor must be 0 (off) or above 1, got %g",
+                         cfg->jump_factor);
+    if (!(cfg->backoff > 0.0 && cfg->backoff < 1.0))
+        return dsc__fail(DSC_EINVAL, "train: backoff must be in (0, 1), got %g", cfg->backoff);
+    if (cfg->max_retries < 0)
+        return dsc__fail(DSC_EINVAL, "train: max_retries must be >= 0, got %d",
+                         cfg->max_retries);
     if ((unsigned)cfg->init >= DSC_INIT_COUNT)
         return dsc__fail(DSC_EINVAL, "train: unknown initialisation %d", (int)cfg->init);
     int rc = dsc_optim_config_check(&cfg->optim);
@@ -116,59 +147,71 @@ static int check_data(const dsc_model *m, const dsc_data *d, const char *what)
     return DSC_OK;
 }
 
-/*
- * Hold out val_fraction of the rows, chosen by a seeded shuffle, stratified by class for a
- * classifier (each class gives round(fraction * its count) rows). The training rows keep
- * their file order.
- */
-static int split_rows(dsc_trainer *t)
+int dsc_split_rows(size_t n_rows, const int32_t *labels, size_t n_classes, double fraction,
+                   uint64_t seed, uint32_t *train_rows, size_t *n_train, uint32_t *val_rows,
+                   size_t *n_val)
 {
-    size_t n = t->train.n_rows;
-    uint32_t *perm = dsc__alloc(n * sizeof *perm);
-    unsigned char *held = dsc__calloc(n, 1);
-    size_t n_classes = dsc_model_config_of(t->model)->n_outputs;
-    int classifier = dsc_model_is_classifier(t->model) && t->train.label;
-    size_t *quota = dsc__calloc(classifier ? n_classes : 1, sizeof *quota);
+    if (!train_rows || !val_rows || !n_train || !n_val || n_rows > UINT32_MAX)
+        return dsc__fail(DSC_EINVAL, "split: bad arguments");
+    if (!(fraction >= 0.0 && fraction < 1.0))
+        return dsc__fail(DSC_EINVAL, "split: the fraction must be in [0, 1), got %g", fraction);
+    size_t n_groups = labels ? n_classes : 1;
+    uint32_t *perm = dsc__alloc(dsc__mul(n_rows, sizeof *perm));
+    unsigned char *held = dsc__calloc(n_rows, 1);
+    size_t *quota = dsc__calloc(n_groups ? n_groups : 1, sizeof *quota);
     if (!perm || !held || !quota) {
         dsc__free(perm);
         dsc__free(held);
         dsc__free(quota);
-        return dsc__fail(DSC_ENOMEM, "train: out of memory for the validation split");
+        return dsc__fail(DSC_ENOMEM, "split: out of memory");
     }
 
+    /* Each group (class) gives round(fraction * its count) rows, in a seeded random order. */
     dsc_rng rng;
-    dsc_rng_seed(&rng, t->cfg.seed ^ SPLIT_STREAM);
-    for (size_t r = 0; r < n; r++)
+    dsc_rng_seed(&rng, seed ^ SPLIT_STREAM);
+    for (size_t r = 0; r < n_rows; r++)
         perm[r] = (uint32_t)r;
-    dsc_rng_shuffle(&rng, perm, n);
-
-    if (classifier) {
-        for (size_t r = 0; r < n; r++)
-            quota[t->train.label[r]]++;
-        for (size_t c = 0; c < n_classes; c++)
-            quota[c] = (size_t)floor(t->cfg.val_fraction * (double)quota[c] + 0.5);
-    } else {
-        quota[0] = (size_t)floor(t->cfg.val_fraction * (double)n + 0.5);
+    dsc_rng_shuffle(&rng, perm, n_rows);
+    int rc = DSC_OK;
+    for (size_t r = 0; r < n_rows && rc == DSC_OK; r++) {
+        if (labels && (labels[r] < 0 || (size_t)labels[r] >= n_classes))
+            rc = dsc__fail(DSC_EINVAL, "split: row %zu has class %d", r + 1, (int)labels[r]);
+        else
+            quota[labels ? (size_t)labels[r] : 0]++;
     }
-    for (size_t i = 0; i < n; i++) {
+    for (size_t g = 0; g < n_groups; g++)
+        quota[g] = (size_t)floor(fraction * (double)quota[g] + 0.5);
+    for (size_t i = 0; i < n_rows && rc == DSC_OK; i++) {
         size_t r = perm[i];
-        size_t *left = &quota[classifier ? (size_t)t->train.label[r] : 0];
+        size_t *left = &quota[labels ? (size_t)labels[r] : 0];
         if (*left > 0) {
             held[r] = 1;
             (*left)--;
         }
     }
 
-    t->n_train = t->n_val = 0;
-    for (size_t r = 0; r < n; r++) {
+    *n_train = *n_val = 0;
+    for (size_t r = 0; r < n_rows && rc == DSC_OK; r++) {
         if (held[r])
-            t->val_rows[t->n_val++] = (uint32_t)r;
+            val_rows[(*n_val)++] = (uint32_t)r;
         else
-            t->order[t->n_train++] = (uint32_t)r;
+            train_rows[(*n_train)++] = (uint32_t)r;
     }
     dsc__free(perm);
     dsc__free(held);
     dsc__free(quota);
+    return rc;
+}
+
+/* Hold out val_fraction of the rows (see dsc_split_rows); training rows keep file order. */
+static int split_rows(dsc_trainer *t)
+{
+    int stratify = dsc_model_is_classifier(t->model) && t->train.label;
+    int rc = dsc_split_rows(t->train.n_rows, stratify ? t->train.label : NULL,
+                            dsc_model_config_of(t->model)->n_outputs, t->cfg.val_fraction,
+                            t->cfg.seed, t->order, &t->n_train, t->val_rows, &t->n_val);
+    if (rc < 0)
+        return rc;
     if (t->n_train == 0 || t->n_val == 0)
         return dsc__fail(DSC_EINVAL, "train: a validation fraction of %g leaves %zu training "
                          "and %zu validation rows", t->cfg.val_fraction, t->n_train, t->n_val);
@@ -199,14 +242,19 @@ static bool allocate(dsc_trainer *t, size_t n_params, size_t n_classes, size_t n
 
     t->order = dsc__alloc(dsc__mul(n_rows, sizeof(uint32_t)));
     t->val_rows = dsc__alloc(dsc__mul(n_val_rows, sizeof(uint32_t)));
-    t->last_good = dsc__alloc(dsc__mul(n_params, sizeof(float)));
+    t->snapshot = dsc__alloc(dsc__mul(n_params, sizeof(float)));
     t->history = dsc__calloc(n_epochs, sizeof(dsc_epoch_stats));
     t->metrics = dsc__calloc(n_epochs, sizeof(double));
-    if (!t->order || !t->val_rows || !t->last_good || !t->history || !t->metrics)
+    if (!t->order || !t->val_rows || !t->snapshot || !t->history || !t->metrics)
         return false;
     if (t->cfg.early_stopping) {
         t->best = dsc__alloc(dsc__mul(n_params, sizeof(float)));
         if (!t->best)
+            return false;
+    }
+    if (t->cfg.on_divergence == DSC_DIVERGE_BACKOFF) {
+        t->opt_snapshot = dsc__alloc(t->opt_state_size);
+        if (!t->opt_snapshot)
             return false;
     }
     if (t->cfg.balanced) {
@@ -267,6 +315,13 @@ dsc_trainer *dsc_trainer_new(dsc_model *model, const dsc_data *train, const dsc_
 
     size_t n_params = dsc_model_n_params(model);
     size_t n_classes = dsc_model_config_of(model)->n_outputs;
+    t->opt = dsc_optim_new(&cfg->optim, n_params, &rc);
+    if (!t->opt) {
+        dsc_trainer_free(t);
+        return dsc__fail_null(err, rc);
+    }
+    dsc_optim_set_lr(t->opt, t->cfg.schedule.base_lr);
+    t->opt_state_size = dsc_optim_state_size(t->opt);
     if (!allocate(t, n_params, n_classes, val ? val->n_rows : train->n_rows)) {
         dsc_trainer_free(t);
         dsc__fail(DSC_ENOMEM, "train: out of memory for the training buffers");
@@ -297,15 +352,10 @@ dsc_trainer *dsc_trainer_new(dsc_model *model, const dsc_data *train, const dsc_
         rc = dsc__fail(DSC_EINVAL, "train: early stopping needs validation data or a "
                        "validation fraction");
 
-    /* The class weights, the optimizer, the schedule, the weights and the work buffers. */
+    /* The class weights, the schedule, the weights and the work buffers. */
     if (rc == DSC_OK && cfg->balanced) {
         balance_classes(t);
         t->cfg.objective.class_weight = t->class_weight;
-    }
-    if (rc == DSC_OK) {
-        t->opt = dsc_optim_new(&cfg->optim, n_params, &rc);
-        if (t->opt)
-            dsc_optim_set_lr(t->opt, t->cfg.schedule.base_lr);
     }
     if (rc == DSC_OK && cfg->init_weights)
         rc = dsc_model_init_weights(model, cfg->init, cfg->seed);
@@ -320,6 +370,7 @@ dsc_trainer *dsc_trainer_new(dsc_model *model, const dsc_data *train, const dsc_
     t->best_monitored = INFINITY;
     t->best_val = INFINITY;
     t->stop = DSC_STOP_NONE;
+    t->lr_scale = 1.0;
     t->started = dsc__now();
     if (err)
         *err = DSC_OK;
@@ -334,7 +385,8 @@ void dsc_trainer_free(dsc_trainer *t)
     dsc__free(t->order);
     dsc__free(t->val_rows);
     dsc__free(t->class_weight);
-    dsc__free(t->last_good);
+    dsc__free(t->snapshot);
+    dsc__free(t->opt_snapshot);
     dsc__free(t->best);
     dsc__free(t->history);
     dsc__free(t->metrics);
@@ -366,51 +418,111 @@ int dsc_trainer_layer_lr(dsc_trainer *t, size_t layer, double lr_scale)
     return dsc_optim_set_range(t->opt, view.first, view.count, lr_scale, 0);
 }
 
-/* Record a failure at the current step; the weights are left as they were before it. */
-static int fail_nonfinite(dsc_trainer *t, const char *what, double lr)
+/* Stop for good at the current step; the weights are left at their last good values. */
+static int fail_diverged(dsc_trainer *t, const char *what, double lr)
 {
     t->failed = 1;
     t->failed_step = t->steps + 1;
     t->stop = DSC_STOP_NONFINITE;
     return dsc__fail(DSC_ENONFINITE,
-                     "train: the %s stopped being finite at step %lld (epoch %zu, learning "
-                     "rate %g); the weights are those before that step",
-                     what, (long long)t->failed_step, t->n_epochs + 1, lr);
+                     "train: the %s diverged at epoch %zu, step %lld, learning rate %g%s; "
+                     "try a learning rate of %g or less",
+                     what, t->n_epochs + 1, (long long)t->failed_step, lr,
+                     t->retries ? " after lowering it" : "", lr * t->cfg.backoff);
 }
 
-/* One optimizer step on rows[0..n); *loss gets the batch loss. */
-static int take_step(dsc_trainer *t, const uint32_t *rows, size_t n, double *loss)
+/*
+ * The step diverged: stop (DSC_DIVERGE_STOP, or no retries left), or go back to the weights
+ * and optimizer state before the previous step, lower the rate and go on. Returns 0 when
+ * training goes on, a negative code when it stops.
+ */
+static int diverged(dsc_trainer *t, const char *what, double lr)
+{
+    if (t->cfg.on_divergence == DSC_DIVERGE_STOP || t->retries >= t->cfg.max_retries)
+        return fail_diverged(t, what, lr);
+
+    if (t->have_snapshot) {
+        memcpy(dsc_model_params(t->model), t->snapshot,
+               dsc_model_n_params(t->model) * sizeof(float));
+        int rc = dsc_optim_state_load(t->opt, t->opt_snapshot, t->opt_state_size);
+        if (rc < 0)
+            return rc;
+    }
+    t->retries++;
+    t->lr_scale *= t->cfg.backoff;
+    return DSC_OK;
+}
+
+/* Keep the weights (and for the guard the optimizer state) before an update. */
+static int take_snapshot(dsc_trainer *t)
+{
+    memcpy(t->snapshot, dsc_model_params(t->model),
+           dsc_model_n_params(t->model) * sizeof(float));
+    if (t->opt_snapshot) {
+        int rc = dsc_optim_state_save(t->opt, t->opt_snapshot, t->opt_state_size);
+        if (rc < 0)
+            return rc;
+    }
+    t->have_snapshot = 1;
+    return DSC_OK;
+}
+
+/* True when a batch loss is far above its recent average. */
+static bool loss_jumped(const dsc_trainer *t, double loss)
+{
+    return t->cfg.jump_factor > 0.0 && t->losses_seen >= 20 &&
+           loss > t->cfg.jump_factor * t->loss_average;
+}
+
+/*
+ * One optimizer step on rows[0..n). *loss gets the batch loss; *counted is 0 when the batch
+ * was dropped by the divergence guard.
+ */
+static int take_step(dsc_trainer *t, const uint32_t *rows, size_t n, double *loss,
+                     int *counted)
 {
     dsc_model *m = t->model;
     size_t n_params = dsc_model_n_params(m);
     float *params = dsc_model_params(m);
     float *grads = dsc_model_grads(m);
-    double lr = dsc_schedule_lr(&t->cfg.schedule, &t->sched_state, t->steps,
-                                (int64_t)t->n_epochs, t->metrics, t->n_epochs);
+    double lr = t->lr_scale * dsc_schedule_lr(&t->cfg.schedule, &t->sched_state, t->steps,
+                                              (int64_t)t->n_epochs, t->metrics, t->n_epochs);
 
+    *counted = 0;
     dsc_optim_set_lr(t->opt, lr);
     int rc = dsc_model_loss_grad(m, &t->train, rows, n, &t->cfg.objective, loss);
     if (rc < 0)
         return rc;
     if (!isfinite(*loss))
-        return fail_nonfinite(t, "loss", lr);
+        return diverged(t, "loss", lr);
     if (!dsc__all_finite(grads, n_params))
-        return fail_nonfinite(t, "gradient", lr);
+        return diverged(t, "gradient", lr);
+    if (loss_jumped(t, *loss))
+        return diverged(t, "loss", lr);
 
     if (t->cfg.clip_value > 0.0)
         dsc_clip_value(grads, n_params, (float)t->cfg.clip_value);
     if (t->cfg.clip_norm > 0.0)
         dsc_clip_norm(grads, n_params, t->cfg.clip_norm);
 
-    memcpy(t->last_good, params, n_params * sizeof(float));
-    rc = dsc_optim_step(t->opt, params, grads);
+    rc = take_snapshot(t);
+    if (rc == DSC_OK)
+        rc = dsc_optim_step(t->opt, params, grads);
     if (rc < 0)
         return rc;
     if (!dsc__all_finite(params, n_params)) {
-        memcpy(params, t->last_good, n_params * sizeof(float));
-        return fail_nonfinite(t, "weights", lr);
+        /* Undo this update at once: the snapshot holds the weights just before it. */
+        memcpy(params, t->snapshot, n_params * sizeof(float));
+        if (t->opt_snapshot)
+            dsc_optim_state_load(t->opt, t->opt_snapshot, t->opt_state_size);
+        t->have_snapshot = 0;
+        return diverged(t, "weights", lr);
     }
+
+    t->loss_average = t->losses_seen == 0 ? *loss : 0.99 * t->loss_average + 0.01 * *loss;
+    t->losses_seen++;
     t->steps++;
+    *counted = 1;
     return DSC_OK;
 }
 
@@ -469,36 +581,13 @@ static void update_convergence(dsc_trainer *t, double monitored)
         t->best_monitored = monitored;
 }
 
-int dsc_trainer_epoch(dsc_trainer *t)
+/* Statistics, validation, the schedule's metric and the stopping rules after an epoch. */
+static int finish_epoch(dsc_trainer *t)
 {
-    if (!t)
-        return dsc__fail(DSC_EINVAL, "train: NULL trainer");
-    if (t->failed)
-        return dsc__fail(DSC_ESTATE, "train: training already failed at step %lld",
-                         (long long)t->failed_step);
-    if (t->stop != DSC_STOP_NONE)
-        return 0;
-    if (dsc_optim_n_trainable(t->opt) == 0)
-        return dsc__fail(DSC_EFROZEN, "train: every layer is frozen; nothing to train");
-
-    /* The steps of the epoch. */
-    if (t->cfg.shuffle)
-        dsc_rng_shuffle(&t->shuffle_rng, t->order, t->n_train);
-    double loss_sum = 0.0;
-    for (size_t start = 0; start < t->n_train; start += t->batch) {
-        size_t n = t->n_train - start < t->batch ? t->n_train - start : t->batch;
-        double loss;
-        int rc = take_step(t, t->order + start, n, &loss);
-        if (rc < 0)
-            return rc;
-        loss_sum += loss * (double)n;
-    }
-
-    /* The epoch's statistics. */
     dsc_epoch_stats *stats = &t->history[t->n_epochs];
     stats->epoch = (int64_t)t->n_epochs + 1;
     stats->steps = t->steps;
-    stats->train_loss = loss_sum / (double)t->n_train;
+    stats->train_loss = t->epoch_rows ? t->epoch_loss_sum / (double)t->epoch_rows : NAN;
     stats->lr = dsc_optim_lr(t->opt);
     stats->val_loss = stats->val_metric = NAN;
     if (t->n_val > 0) {
@@ -506,11 +595,15 @@ int dsc_trainer_epoch(dsc_trainer *t)
         if (rc < 0)
             return rc;
     }
-    stats->seconds = dsc__now() - t->started;
+    stats->seconds = t->seconds_before + dsc__now() - t->started;
 
     double monitored = t->n_val > 0 ? stats->val_loss : stats->train_loss;
     t->metrics[t->n_epochs] = monitored;
     t->n_epochs++;
+    t->pos = 0;
+    t->shuffled = 0;
+    t->epoch_loss_sum = 0.0;
+    t->epoch_rows = 0;
     dsc_schedule_observe(&t->cfg.schedule, &t->sched_state, monitored);
 
     /* Keep the best weights for early stopping, then decide whether to go on. */
@@ -532,6 +625,64 @@ int dsc_trainer_epoch(dsc_trainer *t)
         memcpy(dsc_model_params(t->model), t->best,
                dsc_model_n_params(t->model) * sizeof(float));
     return t->stop == DSC_STOP_NONE ? 1 : 0;
+}
+
+int dsc_trainer_step(dsc_trainer *t)
+{
+    if (!t)
+        return dsc__fail(DSC_EINVAL, "train: NULL trainer");
+    if (t->failed)
+        return dsc__fail(DSC_ESTATE, "train: training already failed at step %lld",
+                         (long long)t->failed_step);
+    if (t->stop != DSC_STOP_NONE)
+        return 0;
+    if (dsc_optim_n_trainable(t->opt) == 0)
+        return dsc__fail(DSC_EFROZEN, "train: every layer is frozen; nothing to train");
+
+    if (t->pos == 0 && !t->shuffled && t->cfg.shuffle)
+        dsc_rng_shuffle(&t->shuffle_rng, t->order, t->n_train);
+    t->shuffled = 1;
+
+    size_t n = t->n_train - t->pos < t->batch ? t->n_train - t->pos : t->batch;
+    double loss;
+    int counted;
+    int rc = take_step(t, t->order + t->pos, n, &loss, &counted);
+    if (rc < 0)
+        return rc;
+    if (counted) {
+        t->epoch_loss_sum += loss * (double)n;
+        t->epoch_rows += n;
+    }
+    t->pos += n;
+    return t->pos >= t->n_train ? finish_epoch(t) : 1;
+}
+
+int dsc_trainer_epoch(dsc_trainer *t)
+{
+    if (!t)
+        return dsc__fail(DSC_EINVAL, "train: NULL trainer");
+    size_t epochs_before = t->n_epochs;
+    int rc;
+
+    do {
+        rc = dsc_trainer_step(t);
+    } while (rc == 1 && t->n_epochs == epochs_before);
+    return rc;
+}
+
+int64_t dsc_trainer_steps(const dsc_trainer *t)
+{
+    return t->steps;
+}
+
+int64_t dsc_trainer_epochs_done(const dsc_trainer *t)
+{
+    return (int64_t)t->n_epochs;
+}
+
+double dsc_trainer_lr_scale(const dsc_trainer *t)
+{
+    return t->lr_scale;
 }
 
 int dsc_trainer_run(dsc_trainer *t)
@@ -572,4 +723,269 @@ int dsc_train(dsc_model *model, const dsc_data *train, const dsc_data *val,
     rc = dsc_trainer_run(t);
     dsc_trainer_free(t);
     return rc;
+}
+
+/*
+ * Trainer state as bytes. Every number is written little-endian, byte by byte, so the image
+ * is the same on every machine: the magic "DSCTRST1", then the sizes that must match the
+ * loading trainer (parameters, optimizer state, training and validation rows, epochs), the
+ * counters, the schedule state, the generator, the training order, the history, the weights,
+ * the best weights (early stopping) and the optimizer state.
+ */
+typedef struct {
+    unsigned char *at, *end; /* writing: NULL at to only count */
+    size_t size;
+    int bad;
+} byte_cursor;
+
+static void put_bytes(byte_cursor *c, const void *src, size_t n)
+{
+    if (c->at) {
+        if ((size_t)(c->end - c->at) < n) {
+            c->bad = 1;
+            return;
+        }
+        memcpy(c->at, src, n);
+        c->at += n;
+    }
+    c->size += n;
+}
+
+static void put_u64(byte_cursor *c, uint64_t v)
+{
+    unsigned char b[8];
+    for (int i = 0; i < 8; i++)
+        b[i] = (unsigned char)(v >> (8 * i));
+    put_bytes(c, b, 8);
+}
+
+static void put_f64(byte_cursor *c, double v)
+{
+    uint64_t bits;
+    memcpy(&bits, &v, 8);
+    put_u64(c, bits);
+}
+
+static void put_f32s(byte_cursor *c, const float *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        uint32_t bits;
+        unsigned char b[4];
+        memcpy(&bits, &v[i], 4);
+        for (int k = 0; k < 4; k++)
+            b[k] = (unsigned char)(bits >> (8 * k));
+        put_bytes(c, b, 4);
+    }
+}
+
+static void get_bytes(byte_cursor *c, void *dst, size_t n)
+{
+    if (c->bad || (size_t)(c->end - c->at) < n) {
+        c->bad = 1;
+        memset(dst, 0, n);
+        return;
+    }
+    memcpy(dst, c->at, n);
+    c->at += n;
+}
+
+static uint64_t get_u64(byte_cursor *c)
+{
+    unsigned char b[8];
+    uint64_t v = 0;
+    get_bytes(c, b, 8);
+    for (int i = 0; i < 8; i++)
+        v |= (uint64_t)b[i] << (8 * i);
+    return v;
+}
+
+static double get_f64(byte_cursor *c)
+{
+    uint64_t bits = get_u64(c);
+    double v;
+    memcpy(&v, &bits, 8);
+    return v;
+}
+
+static void get_f32s(byte_cursor *c, float *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char b[4];
+        uint32_t bits = 0;
+        get_bytes(c, b, 4);
+        for (int k = 0; k < 4; k++)
+            bits |= (uint32_t)b[k] << (8 * k);
+        memcpy(&v[i], &bits, 4);
+    }
+}
+
+static const char state_magic[8] = {'D', 'S', 'C', 'T', 'R', 'S', 'T', '1'};
+
+/* Write (or with c->at NULL, count) the whole state; the optimizer state comes last. */
+static int write_state(const dsc_trainer *t, byte_cursor *c)
+{
+    size_t n_params = dsc_model_n_params(t->model);
+
+    put_bytes(c, state_magic, sizeof state_magic);
+    put_u64(c, n_params);
+    put_u64(c, t->opt_state_size);
+    put_u64(c, t->n_train);
+    put_u64(c, t->n_val);
+    put_u64(c, t->n_epochs);
+    put_u64(c, t->best != NULL);
+
+    put_u64(c, t->pos);
+    put_u64(c, (uint64_t)t->shuffled);
+    put_f64(c, t->epoch_loss_sum);
+    put_u64(c, t->epoch_rows);
+    put_f64(c, t->lr_scale);
+    put_u64(c, (uint64_t)t->retries);
+    put_f64(c, t->loss_average);
+    put_u64(c, (uint64_t)t->losses_seen);
+    put_u64(c, (uint64_t)t->steps);
+    put_f64(c, t->best_monitored);
+    put_f64(c, t->best_val);
+    put_u64(c, (uint64_t)t->no_improvement);
+    put_u64(c, (uint64_t)t->stop);
+    put_f64(c, t->seconds_before + dsc__now() - t->started);
+
+    put_f64(c, t->sched_state.scale);
+    put_f64(c, t->sched_state.best);
+    put_u64(c, (uint64_t)t->sched_state.bad_epochs);
+    put_u64(c, (uint64_t)t->sched_state.cooldown_left);
+    put_u64(c, (uint64_t)t->sched_state.n_observed);
+    for (int i = 0; i < 4; i++)
+        put_u64(c, t->shuffle_rng.s[i]);
+
+    for (size_t i = 0; i < t->n_train; i++)
+        put_u64(c, t->order[i]);
+    for (size_t e = 0; e < t->n_epochs; e++) {
+        const dsc_epoch_stats *h = &t->history[e];
+        put_u64(c, (uint64_t)h->epoch);
+        put_u64(c, (uint64_t)h->steps);
+        put_f64(c, h->train_loss);
+        put_f64(c, h->val_loss);
+        put_f64(c, h->val_metric);
+        put_f64(c, h->lr);
+        put_f64(c, h->seconds);
+        put_f64(c, t->metrics[e]);
+    }
+    put_f32s(c, dsc_model_params(t->model), n_params);
+    if (t->best)
+        put_f32s(c, t->best, n_params);
+
+    if (!c->at) {
+        c->size += t->opt_state_size;
+        return DSC_OK;
+    }
+    if ((size_t)(c->end - c->at) != t->opt_state_size)
+        return dsc__fail(DSC_EINVAL, "train: the state buffer has the wrong size");
+    int rc = dsc_optim_state_save(t->opt, c->at, t->opt_state_size);
+    c->at += t->opt_state_size;
+    return rc;
+}
+
+size_t dsc_trainer_state_size(const dsc_trainer *t)
+{
+    byte_cursor counter = {0};
+
+    write_state(t, &counter);
+    return counter.size;
+}
+
+int dsc_trainer_state_save(const dsc_trainer *t, void *buf, size_t size)
+{
+    if (!t || !buf)
+        return dsc__fail(DSC_EINVAL, "train: NULL argument");
+    if (t->failed)
+        return dsc__fail(DSC_ESTATE, "train: a failed run has no state to save");
+    if (size != dsc_trainer_state_size(t))
+        return dsc__fail(DSC_EINVAL, "train: the state takes %zu bytes, not %zu",
+                         dsc_trainer_state_size(t), size);
+
+    byte_cursor c = {.at = buf, .end = (unsigned char *)buf + size};
+    int rc = write_state(t, &c);
+    return rc < 0 ? rc : (c.bad ? dsc__fail(DSC_EINVAL, "train: state buffer too small") : 0);
+}
+
+int dsc_trainer_state_load(dsc_trainer *t, const void *buf, size_t size)
+{
+    if (!t || !buf)
+        return dsc__fail(DSC_EINVAL, "train: NULL argument");
+    byte_cursor c = {.at = (unsigned char *)buf, .end = (unsigned char *)buf + size};
+    size_t n_params = dsc_model_n_params(t->model);
+
+    /* The sizes first: the state must come from a trainer built the same way. */
+    char magic[8];
+    get_bytes(&c, magic, sizeof magic);
+    if (c.bad || memcmp(magic, state_magic, sizeof magic) != 0)
+        return dsc__fail(DSC_EFORMAT, "train: not a trainer state");
+    uint64_t saved_params = get_u64(&c), saved_opt = get_u64(&c);
+    uint64_t saved_train = get_u64(&c), saved_val = get_u64(&c);
+    uint64_t saved_epochs = get_u64(&c), saved_best = get_u64(&c);
+    if (c.bad || saved_params != n_params || saved_opt != t->opt_state_size ||
+        saved_train != t->n_train || saved_val != t->n_val || saved_best != (t->best != NULL))
+        return dsc__fail(DSC_ESHAPE, "train: the state was saved by a trainer of another "
+                         "shape (parameters, rows or settings differ)");
+    if (saved_epochs > (uint64_t)t->cfg.epochs)
+        return dsc__fail(DSC_ESHAPE, "train: the state has %llu epochs, more than the %lld "
+                         "asked for", (unsigned long long)saved_epochs,
+                         (long long)t->cfg.epochs);
+    size_t expected = dsc_trainer_state_size(t) - t->n_epochs * 64 + (size_t)saved_epochs * 64;
+    if (size != expected)
+        return dsc__fail(DSC_EFORMAT, "train: the state is %zu bytes, expected %zu", size,
+                         expected);
+
+    /* Then everything else; the size check above guarantees every read is in bounds. */
+    t->n_epochs = (size_t)saved_epochs;
+    t->pos = (size_t)get_u64(&c);
+    t->shuffled = (int)get_u64(&c);
+    t->epoch_loss_sum = get_f64(&c);
+    t->epoch_rows = (size_t)get_u64(&c);
+    t->lr_scale = get_f64(&c);
+    t->retries = (int)get_u64(&c);
+    t->loss_average = get_f64(&c);
+    t->losses_seen = (int64_t)get_u64(&c);
+    t->steps = (int64_t)get_u64(&c);
+    t->best_monitored = get_f64(&c);
+    t->best_val = get_f64(&c);
+    t->no_improvement = (int64_t)get_u64(&c);
+    t->stop = (dsc_stop)get_u64(&c);
+    t->seconds_before = get_f64(&c);
+    t->started = dsc__now();
+
+    t->sched_state.scale = get_f64(&c);
+    t->sched_state.best = get_f64(&c);
+    t->sched_state.bad_epochs = (int64_t)get_u64(&c);
+    t->sched_state.cooldown_left = (int64_t)get_u64(&c);
+    t->sched_state.n_observed = (int64_t)get_u64(&c);
+    for (int i = 0; i < 4; i++)
+        t->shuffle_rng.s[i] = get_u64(&c);
+
+    for (size_t i = 0; i < t->n_train; i++) {
+        uint64_t row = get_u64(&c);
+        if (row >= t->train.n_rows)
+            return dsc__fail(DSC_EFORMAT, "train: the state names row %llu of %zu",
+                             (unsigned long long)row, t->train.n_rows);
+        t->order[i] = (uint32_t)row;
+    }
+    for (size_t e = 0; e < t->n_epochs; e++) {
+        dsc_epoch_stats *h = &t->history[e];
+        h->epoch = (int64_t)get_u64(&c);
+        h->steps = (int64_t)get_u64(&c);
+        h->train_loss = get_f64(&c);
+        h->val_loss = get_f64(&c);
+        h->val_metric = get_f64(&c);
+        h->lr = get_f64(&c);
+        h->seconds = get_f64(&c);
+        t->metrics[e] = get_f64(&c);
+    }
+    get_f32s(&c, dsc_model_params(t->model), n_params);
+    if (t->best)
+        get_f32s(&c, t->best, n_params);
+    t->have_snapshot = 0;
+    t->failed = 0;
+    if (t->pos > t->n_train || t->stop > DSC_STOP_NONFINITE)
+        return dsc__fail(DSC_EFORMAT, "train: the state is inconsistent");
+    return dsc_optim_state_load(t->opt, c.at, t->opt_state_size);
 }

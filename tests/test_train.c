@@ -452,6 +452,7 @@ TEST(train_reports_a_non_finite_loss_and_keeps_finite_weights)
     dsc_model *m = linear_model(3, DSC_LOSS_SQUARED, 1);
     dsc_train_config cfg;
     sgd_config(&cfg, 8, 1e3, 100);
+    cfg.on_divergence = DSC_DIVERGE_STOP;
     dsc_trainer *t = dsc_trainer_new(m, &s.data, NULL, &cfg, NULL);
     REQUIRE(t);
     CHECK_EQ_INT(dsc_trainer_run(t), DSC_ENONFINITE);
@@ -642,4 +643,127 @@ TEST(train_every_failed_allocation_is_a_clean_enomem)
     }
     dsc_set_allocator(NULL, NULL, NULL);
     CHECK(failures_seen >= 8);
+}
+
+TEST(train_divergence_backs_off_and_finishes_finite)
+{
+    regression_set s;
+    make_regression(&s, 64, 3, 14);
+    for (size_t r = 0; r < 64; r++)
+        s.y[r] *= 1e3f;
+    dsc_model *m = linear_model(3, DSC_LOSS_SQUARED, 1);
+    dsc_train_config cfg;
+    sgd_config(&cfg, 8, 20.0, 40); /* far too large: diverges within a few steps */
+    dsc_trainer *t = dsc_trainer_new(m, &s.data, NULL, &cfg, NULL);
+    REQUIRE(t);
+    CHECK_EQ_INT(dsc_trainer_run(t), DSC_OK);
+    CHECK_EQ_INT(dsc_trainer_stop_reason(t), DSC_STOP_EPOCHS);
+    CHECK(dsc_trainer_lr_scale(t) < 1.0);  /* the rate was lowered */
+    CHECK(dsc_trainer_lr_scale(t) >= 1e-5); /* by at most the five retries */
+    size_t n;
+    const dsc_epoch_stats *h = dsc_trainer_history(t, &n);
+    CHECK(isfinite(h[n - 1].train_loss));
+    CHECK(h[n - 1].lr < 20.0);
+    for (size_t j = 0; j < 4; j++)
+        CHECK(isfinite(dsc_model_params(m)[j]));
+    dsc_trainer_free(t);
+
+    /* With no retries left the guard stops and says what to try. */
+    cfg.max_retries = 0;
+    t = dsc_trainer_new(m, &s.data, NULL, &cfg, NULL);
+    REQUIRE(t);
+    CHECK_EQ_INT(dsc_trainer_run(t), DSC_ENONFINITE);
+    CHECK(strstr(dsc_last_error(), "try a learning rate of") != NULL);
+    CHECK(strstr(dsc_last_error(), "diverged at epoch") != NULL);
+    dsc_trainer_free(t);
+    dsc_model_free(m);
+    free_regression(&s);
+}
+
+/* A classifier with a validation split; the settings vary by case. */
+static dsc_trainer *resume_trainer(dsc_model **m, const dsc_data *d, int variant)
+{
+    dsc_model_config mc;
+    dsc_model_config_init(&mc, 3, 3, DSC_LOSS_SOFTMAX);
+    mc.n_hidden = 1;
+    mc.hidden[0] = 6;
+    *m = dsc_model_new(&mc, NULL);
+    dsc_train_config cfg;
+    dsc_train_config_default(&cfg);
+    cfg.epochs = 12;
+    cfg.batch = 10;
+    cfg.seed = 99;
+    cfg.val_fraction = 0.2;
+    cfg.tol = -1;
+    const dsc_optimizer kinds[] = {DSC_OPT_SGD, DSC_OPT_MOMENTUM, DSC_OPT_ADAM, DSC_OPT_ADAM};
+    dsc_optim_config_default(&cfg.optim, kinds[variant]);
+    cfg.optim.lr = 0.05;
+    if (variant == 3) { /* cosine annealing behind a linear warm-up, per step */
+        dsc_schedule_default(&cfg.schedule, DSC_SCHED_COSINE, 0.0);
+        cfg.schedule.per_step = 1;
+        cfg.schedule.warmup = 15;
+        cfg.schedule.t_max = 60;
+        cfg.early_stopping = 1;
+        cfg.n_iter_no_change = 100;
+        cfg.tol = 0;
+    }
+    return *m ? dsc_trainer_new(*m, d, NULL, &cfg, NULL) : NULL;
+}
+
+TEST(train_state_restored_mid_run_continues_bit_for_bit)
+{
+    enum { N = 90 };
+    float x[N * 3];
+    int32_t label[N];
+    dsc_rng rng;
+    dsc_rng_seed(&rng, 21);
+    for (size_t r = 0; r < N; r++) {
+        label[r] = (int32_t)(r % 3);
+        for (size_t j = 0; j < 3; j++)
+            x[r * 3 + j] = (float)(dsc_rng_normal(&rng) + (j == (size_t)label[r] ? 1.5 : 0));
+    }
+    dsc_data d = {.n_rows = N, .n_features = 3, .x = x, .label = label};
+
+    for (int variant = 0; variant < 4; variant++) {
+        dsc_model *whole_model, *first_model, *second_model;
+        dsc_trainer *whole = resume_trainer(&whole_model, &d, variant);
+        REQUIRE(whole);
+        REQUIRE(dsc_trainer_run(whole) == DSC_OK);
+
+        /* Stop after a seeded number of steps, save, and continue in a fresh trainer. */
+        for (int cut = 0; cut < 5; cut++) {
+            int64_t stop_after = 1 + (int64_t)dsc_rng_below(&rng, 12 * 8 - 2);
+            dsc_trainer *first = resume_trainer(&first_model, &d, variant);
+            REQUIRE(first);
+            while (dsc_trainer_steps(first) < stop_after)
+                REQUIRE(dsc_trainer_step(first) == 1);
+            size_t size = dsc_trainer_state_size(first);
+            unsigned char *state = malloc(size);
+            REQUIRE(dsc_trainer_state_save(first, state, size) == DSC_OK);
+            dsc_trainer_free(first);
+            dsc_model_free(first_model);
+
+            dsc_trainer *second = resume_trainer(&second_model, &d, variant);
+            REQUIRE(second);
+            REQUIRE(dsc_trainer_state_load(second, state, size) == DSC_OK);
+            REQUIRE(dsc_trainer_run(second) == DSC_OK);
+            CHECK_EQ_INT(dsc_trainer_steps(second), dsc_trainer_steps(whole));
+            CHECK(memcmp(dsc_model_params(second_model), dsc_model_params(whole_model),
+                         dsc_model_n_params(whole_model) * sizeof(float)) == 0);
+            size_t n1, n2;
+            const dsc_epoch_stats *h1 = dsc_trainer_history(whole, &n1);
+            const dsc_epoch_stats *h2 = dsc_trainer_history(second, &n2);
+            CHECK(n1 == n2 && h1[n1 - 1].train_loss == h2[n2 - 1].train_loss);
+
+            /* A corrupted or truncated state is refused. */
+            CHECK(dsc_trainer_state_load(second, state, size - 1) < 0);
+            state[0] ^= 1;
+            CHECK_EQ_INT(dsc_trainer_state_load(second, state, size), DSC_EFORMAT);
+            free(state);
+            dsc_trainer_free(second);
+            dsc_model_free(second_model);
+        }
+        dsc_trainer_free(whole);
+        dsc_model_free(whole_model);
+    }
 }
