@@ -5,9 +5,9 @@
 
 CC ?= cc
 BUILD ?= build
-OPT ?= -O2
-CFLAGS_BASE = -std=c11 -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter \
-              -fno-fast-math -ffp-contract=off -g -Iinclude -Isrc
+OPT ?= -O3
+CFLAGS_BASE = -std=c11 -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter -Wno-psabi \
+              -fno-fast-math -fno-math-errno -ffp-contract=off -g -Iinclude -Isrc
 CFLAGS += $(OPT) $(CFLAGS_BASE) $(SAN)
 LDLIBS += -lm
 PIC = -fPIC
@@ -18,6 +18,14 @@ HAVE_ZLIB := $(shell printf '\043include <zlib.h>\nint main(void){return 0;}\n' 
 ifeq ($(HAVE_ZLIB),yes)
 CFLAGS += -DDSC_HAVE_ZLIB
 LDLIBS += -lz
+endif
+
+# Optional: OpenMP, for threads (`make OPENMP=no` builds without it).
+OPENMP ?= $(shell echo 'int main(void){return 0;}' | \
+            $(CC) -fopenmp -x c - -o /dev/null 2>/dev/null && echo yes)
+ifeq ($(OPENMP),yes)
+CFLAGS += -fopenmp
+LDLIBS += -fopenmp
 endif
 
 LIB_SRC := $(sort $(wildcard src/*.c))
@@ -35,7 +43,7 @@ all: lib $(if $(CLI_SRC),$(BUILD)/descent) examples
 
 lib: $(BUILD)/libdescent.a $(BUILD)/libdescent.so
 
-$(BUILD)/obj/%.o: src/%.c include/descent.h src/internal.h | $(BUILD)/obj
+$(BUILD)/obj/%.o: src/%.c include/descent.h src/internal.h Makefile | $(BUILD)/obj
 	$(CC) $(CFLAGS) $(PIC) -c $< -o $@
 
 $(BUILD)/cli/%.o: cli/%.c include/descent.h $(wildcard cli/*.h) | $(BUILD)/cli

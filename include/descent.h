@@ -61,6 +61,15 @@ enum {
 /* The optional parts this build was made with, for example "zlib". Never NULL. */
 const char *dsc_build_features(void);
 
+/*
+ * Use n threads for the matrix products (OpenMP builds; other builds run on one thread and
+ * accept any n >= 1). Results are bit-identical whatever the number of threads: work is only
+ * ever split over independent outputs, never over a sum. dsc_threads() gives the current
+ * number.
+ */
+int dsc_set_threads(int n);
+int dsc_threads(void);
+
 /* The name of an error code, for example "out of memory". Never NULL. */
 const char *dsc_strerror(int code);
 

@@ -27,13 +27,28 @@ const char *dsc_strerror(int code)
     }
 }
 
+/* The optional parts, named in a fixed order; "" where absent. */
+#ifdef DSC_HAVE_ZLIB
+#define FEATURE_ZLIB " zlib"
+#else
+#define FEATURE_ZLIB ""
+#endif
+#ifdef _OPENMP
+#define FEATURE_OPENMP " openmp"
+#else
+#define FEATURE_OPENMP ""
+#endif
+#ifdef DSC_HAVE_CBLAS
+#define FEATURE_CBLAS " openblas"
+#else
+#define FEATURE_CBLAS ""
+#endif
+
 const char *dsc_build_features(void)
 {
-#ifdef DSC_HAVE_ZLIB
-    return "zlib";
-#else
-    return "none";
-#endif
+    static const char features[] = "kernels: built-in" FEATURE_CBLAS FEATURE_OPENMP FEATURE_ZLIB;
+
+    return features;
 }
 
 void dsc_free(void *ptr)

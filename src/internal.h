@@ -64,6 +64,46 @@ int32_t dsc__logits_class(const float *z, size_t k);
 /* The logits of the rows of the latest forward pass, in batch order (model.c). */
 const float *dsc__model_logits(const dsc_model *m);
 
+/*
+ * On x86-64 the hot loops are compiled twice, for AVX2 and for the baseline, and the loader
+ * picks one for the processor. Both do the same operations in the same order on each
+ * element (no fused multiply-add: the build turns contraction off), so results are the same
+ * bit for bit on every x86-64 machine. Sanitizer builds keep one version.
+ */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__SANITIZE_ADDRESS__) &&             \
+    !defined(DSC_NO_CLONES)
+#define DSC_VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define DSC_VECTOR_CLONES
+#endif
+
+/* ---- Dense layer kernels (dense.c) ---- */
+
+/* Rows of a matrix: row i is at base + rows[i] * stride, or base + (first + i) * stride. */
+typedef struct dsc_rows {
+    const float *base;
+    const uint32_t *rows;
+    size_t first;
+    size_t stride;
+} dsc_rows;
+
+/* Z (n x m) = A (n x k) W (k x m) + b, row by row. */
+void dsc__dense_forward(const dsc_rows *in, size_t n, size_t k, const float *w, const float *b,
+                        size_t m, float *z);
+/* dW (k x m) += A^T dZ and db (m) += column sums of dZ (n x m). */
+void dsc__dense_grad_w(const dsc_rows *in, size_t n, size_t k, const float *dz, size_t m,
+                       float *dw, float *db);
+/* dA (n x k) = dZ (n x m) W^T. */
+void dsc__dense_grad_input(const float *dz, size_t n, size_t m, const float *w, size_t k,
+                           float *da);
+/* Plain loops computing the same, for the tests. */
+void dsc__dense_forward_ref(const dsc_rows *in, size_t n, size_t k, const float *w,
+                            const float *b, size_t m, float *z);
+void dsc__dense_grad_w_ref(const dsc_rows *in, size_t n, size_t k, const float *dz, size_t m,
+                           float *dw, float *db);
+void dsc__dense_grad_input_ref(const float *dz, size_t n, size_t m, const float *w, size_t k,
+                               float *da);
+
 /* ---- Data files and preprocessing (prep.c, csv.c, libsvm.c, npy.c, idx.c) ---- */
 
 /* A source column of a CSV file other than the target. */

@@ -367,58 +367,55 @@ static void axpy(float *out, float scale, const float *w, size_t n)
         out[j] += scale * w[j];
 }
 
-/* The first layer's z for the batch, from dense or sparse input. */
-static void forward_input(dsc_model *m, const dsc_data *d, const uint32_t *rows, size_t first,
-                          size_t n)
+/* The first layer's z for sparse input rows: the bias plus the weight rows of the non-zeros. */
+static void forward_sparse(dsc_model *m, const dsc_data *d, const uint32_t *rows, size_t first,
+                           size_t n)
 {
     const dsc_layer *layer = &m->layers[0];
     size_t n_out = layer->n_out;
 
+#pragma omp parallel for schedule(static) if (n * n_out >= 4096)
     for (size_t i = 0; i < n; i++) {
         size_t r = row_at(rows, first, i);
         float *z = m->z[0] + i * n_out;
         memcpy(z, layer->b, n_out * sizeof(float));
-        if (d->x) {
-            const float *x = d->x + r * d->n_features;
-            for (size_t k = 0; k < layer->n_in; k++) {
-                if (x[k] != 0.0f)
-                    axpy(z, x[k], layer->w + k * n_out, n_out);
-            }
-        } else {
-            for (uint64_t p = d->row_ptr[r]; p < d->row_ptr[r + 1]; p++)
-                axpy(z, d->val[p], layer->w + (size_t)d->col[p] * n_out, n_out);
-        }
+        for (uint64_t p = d->row_ptr[r]; p < d->row_ptr[r + 1]; p++)
+            axpy(z, d->val[p], layer->w + (size_t)d->col[p] * n_out, n_out);
     }
+}
+
+/* The input of layer l as rows of a matrix. */
+static dsc_rows layer_input(const dsc_model *m, size_t l, const dsc_data *d,
+                            const uint32_t *rows, size_t first)
+{
+    if (l > 0)
+        return (dsc_rows){.base = m->a[l - 1], .stride = m->layers[l].n_in};
+    return (dsc_rows){.base = d->x, .rows = rows, .first = first, .stride = d->n_features};
 }
 
 /* The forward pass of every layer; the logits end in m->z[last]. */
 static void forward(dsc_model *m, const dsc_data *d, const uint32_t *rows, size_t first,
                     size_t n)
 {
-    forward_input(m, d, rows, first, n);
-
     for (size_t l = 0; l < m->n_layers; l++) {
         const dsc_layer *layer = &m->layers[l];
-        if (l > 0) {
-            const float *in = m->a[l - 1];
-            for (size_t i = 0; i < n; i++) {
-                float *z = m->z[l] + i * layer->n_out;
-                const float *a = in + i * layer->n_in;
-                memcpy(z, layer->b, layer->n_out * sizeof(float));
-                for (size_t k = 0; k < layer->n_in; k++) {
-                    if (a[k] != 0.0f)
-                        axpy(z, a[k], layer->w + k * layer->n_out, layer->n_out);
-                }
-            }
+        if (l == 0 && !d->x) {
+            forward_sparse(m, d, rows, first, n);
+        } else {
+            dsc_rows in = layer_input(m, l, d, rows, first);
+            dsc__dense_forward(&in, n, layer->n_in, layer->w, layer->b, layer->n_out, m->z[l]);
         }
         dsc__act_forward(layer->activation, m->cfg.act_param, m->z[l], m->a[l],
                          n * layer->n_out);
     }
 }
 
-/* The weight gradient of layer 0 from dense or sparse input and delta (n * n_out). */
-static void backward_input(dsc_model *m, const dsc_data *d, const uint32_t *rows,
-                           const float *delta, size_t n)
+/*
+ * The first layer's gradient for sparse input: the bias gradient, and the weight rows of
+ * the non-zeros. Rows of the batch can share a feature, so the batch is walked in order.
+ */
+static void backward_sparse(dsc_model *m, const dsc_data *d, const uint32_t *rows,
+                            const float *delta, size_t n)
 {
     dsc_layer *layer = &m->layers[0];
     size_t n_out = layer->n_out;
@@ -426,16 +423,9 @@ static void backward_input(dsc_model *m, const dsc_data *d, const uint32_t *rows
     for (size_t i = 0; i < n; i++) {
         size_t r = row_at(rows, 0, i);
         const float *dz = delta + i * n_out;
-        if (d->x) {
-            const float *x = d->x + r * d->n_features;
-            for (size_t k = 0; k < layer->n_in; k++) {
-                if (x[k] != 0.0f)
-                    axpy(layer->dw + k * n_out, x[k], dz, n_out);
-            }
-        } else {
-            for (uint64_t p = d->row_ptr[r]; p < d->row_ptr[r + 1]; p++)
-                axpy(layer->dw + (size_t)d->col[p] * n_out, d->val[p], dz, n_out);
-        }
+        axpy(layer->db, 1.0f, dz, n_out);
+        for (uint64_t p = d->row_ptr[r]; p < d->row_ptr[r + 1]; p++)
+            axpy(layer->dw + (size_t)d->col[p] * n_out, d->val[p], dz, n_out);
     }
 }
 
@@ -449,30 +439,17 @@ static void backward(dsc_model *m, const dsc_data *d, const uint32_t *rows, size
         dsc_layer *layer = &m->layers[l];
         size_t n_in = layer->n_in, n_out = layer->n_out;
 
-        for (size_t i = 0; i < n; i++)
-            axpy(layer->db, 1.0f, m->delta + i * n_out, n_out);
-
-        if (l == 0) {
-            backward_input(m, d, rows, m->delta, n);
+        if (l == 0 && !d->x) {
+            backward_sparse(m, d, rows, m->delta, n);
             break;
         }
+        dsc_rows in = layer_input(m, l, d, rows, 0);
+        dsc__dense_grad_w(&in, n, n_in, m->delta, n_out, layer->dw, layer->db);
+        if (l == 0)
+            break;
 
-        /* dW += a_{l-1}^T delta, and delta_{l-1} = (delta W^T) * f'(z_{l-1}) */
-        const float *in = m->a[l - 1];
-        for (size_t i = 0; i < n; i++) {
-            const float *a = in + i * n_in;
-            const float *dz = m->delta + i * n_out;
-            float *dprev = m->delta_prev + i * n_in;
-            for (size_t k = 0; k < n_in; k++) {
-                const float *w = layer->w + k * n_out;
-                double dot = 0.0;
-                for (size_t j = 0; j < n_out; j++)
-                    dot += (double)w[j] * (double)dz[j];
-                dprev[k] = (float)dot;
-                if (a[k] != 0.0f)
-                    axpy(layer->dw + k * n_out, a[k], dz, n_out);
-            }
-        }
+        /* delta_{l-1} = (delta W^T) * f'(z_{l-1}) */
+        dsc__dense_grad_input(m->delta, n, n_out, layer->w, n_in, m->delta_prev);
         dsc__act_backward(m->layers[l - 1].activation, m->cfg.act_param, m->z[l - 1],
                           m->a[l - 1], m->delta_prev, n * n_in);
 

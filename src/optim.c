@@ -570,9 +570,44 @@ static void update_adadelta(dsc_optim *opt, float *params, const float *grads, s
 }
 
 /* Adam, and AdamW (the weight shrunk by lr * weight_decay before the Adam update). */
+/*
+ * Adam and AdamW without AMSGrad, in float arithmetic as torch computes them, with every
+ * per-step constant hoisted, so that the loop vectorises: this is the hot loop of most runs.
+ */
+DSC_VECTOR_CLONES
+static void update_adam_float(dsc_optim *opt, float *params, const float *grads,
+                              size_t begin, size_t end, double lr, const step_scalars *s)
+{
+    const int decoupled = opt->cfg.kind == DSC_OPT_ADAMW;
+    const float beta1 = (float)opt->cfg.beta1, beta2 = (float)opt->cfg.beta2;
+    const float keep1 = (float)(1.0 - opt->cfg.beta1), keep2 = (float)(1.0 - opt->cfg.beta2);
+    const float step = (float)(lr / s->bias1);
+    const float root_bias2 = (float)sqrt(s->bias2);
+    const float eps = (float)opt->cfg.eps;
+    const float l2 = decoupled ? 0.0f : (float)opt->cfg.weight_decay;
+    const float shrink = decoupled ? (float)(1.0 - lr * opt->cfg.weight_decay) : 1.0f;
+    float *restrict m1 = opt->buf[SLOT_MOMENT1], *restrict m2 = opt->buf[SLOT_MOMENT2];
+    float *restrict w = params;
+    const float *restrict g = grads;
+
+    for (size_t i = begin; i < end; i++) {
+        float gi = g[i] + l2 * w[i];
+        float m = beta1 * m1[i] + keep1 * gi;
+        float v = beta2 * m2[i] + keep2 * gi * gi;
+        m1[i] = m;
+        m2[i] = v;
+        w[i] = w[i] * shrink - step * m / (sqrtf(v) / root_bias2 + eps);
+    }
+}
+
 static void update_adam(dsc_optim *opt, float *params, const float *grads, size_t begin,
                         size_t end, double lr, const step_scalars *s)
 {
+    if (!opt->cfg.amsgrad) {
+        update_adam_float(opt, params, grads, begin, end, lr, s);
+        return;
+    }
+
     const double wd = opt->cfg.weight_decay, eps = opt->cfg.eps;
     const double beta1 = opt->cfg.beta1, beta2 = opt->cfg.beta2;
     const int decoupled = opt->cfg.kind == DSC_OPT_ADAMW;

@@ -1,0 +1,376 @@
+/*
+ * dense.c - the matrix products of a dense layer over a batch, written so that the compiler
+ * vectorises them and so that every output element is summed in the same order whatever the
+ * number of threads: work is split over elements of the output only, never over a sum.
+ *
+ * Shapes: a batch of n input rows of k values (row i at base + rows[i] * stride, or at
+ * base + (first + i) * stride when rows is NULL), weights W of k x m stored input-major,
+ * outputs Z of n x m. The forward pass is Z = A W + b, the weight gradient dW += A^T dZ with
+ * db += the column sums of dZ, and the input gradient dA = dZ W^T.
+ *
+ * Each blocked kernel has a plain reference version at the end; the tests compare the two.
+ */
+#include "internal.h"
+
+#include <string.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* A tile of the output kept in registers: ROW_BLOCK rows by COL_BLOCK columns. */
+#define ROW_BLOCK 4
+#define COL_BLOCK 16
+/* Below this many multiply-adds a product runs on one thread. */
+#define PARALLEL_WORK 32768
+/* Partial sums of a dot product, combined in a fixed order at the end. */
+#define LANES 8
+
+#define VECTOR_CLONES DSC_VECTOR_CLONES
+
+static const float *row_of(const dsc_rows *in, size_t i)
+{
+    size_t r = in->rows ? in->rows[i] : in->first + i;
+    return in->base + r * in->stride;
+}
+
+static int use_threads(size_t n, size_t k, size_t m)
+{
+    return (double)n * (double)k * (double)m >= PARALLEL_WORK;
+}
+
+/* A dot product of length k with LANES partial sums. */
+VECTOR_CLONES
+static float dot(const float *x, const float *y, size_t k)
+{
+    float part[LANES] = {0};
+    size_t j = 0;
+
+    for (; j + LANES <= k; j += LANES) {
+        for (int l = 0; l < LANES; l++)
+            part[l] += x[j + l] * y[j + l];
+    }
+    for (int l = 0; j < k; j++, l++)
+        part[l] += x[j] * y[j];
+    float sum = 0.0f;
+    for (int l = 0; l < LANES; l++)
+        sum += part[l];
+    return sum;
+}
+
+#if defined(__GNUC__)
+/*
+ * Eight floats as one value, so that a tile's accumulators stay in registers (an array of
+ * accumulators gets spilled to memory). Lane by lane this is the arithmetic of the scalar
+ * loops, in the same order.
+ */
+typedef float v8f __attribute__((vector_size(32)));
+
+static inline v8f load8(const float *p)
+{
+    v8f v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline void store8(float *p, v8f v)
+{
+    memcpy(p, &v, sizeof v);
+}
+
+/* One full tile of Z = A W + b: rows a[0..4), columns [j0, j0 + 16). */
+VECTOR_CLONES
+static void forward_tile(const float *const a[ROW_BLOCK], size_t k, const float *w,
+                         const float *b, size_t m, size_t j0, float *const z[ROW_BLOCK])
+{
+    v8f c00 = load8(b + j0), c01 = load8(b + j0 + 8);
+    v8f c10 = c00, c11 = c01, c20 = c00, c21 = c01, c30 = c00, c31 = c01;
+
+    for (size_t p = 0; p < k; p++) {
+        v8f w0 = load8(w + p * m + j0), w1 = load8(w + p * m + j0 + 8);
+        float a0 = a[0][p], a1 = a[1][p], a2 = a[2][p], a3 = a[3][p];
+        c00 += a0 * w0;
+        c01 += a0 * w1;
+        c10 += a1 * w0;
+        c11 += a1 * w1;
+        c20 += a2 * w0;
+        c21 += a2 * w1;
+        c30 += a3 * w0;
+        c31 += a3 * w1;
+    }
+    store8(z[0] + j0, c00);
+    store8(z[0] + j0 + 8, c01);
+    store8(z[1] + j0, c10);
+    store8(z[1] + j0 + 8, c11);
+    store8(z[2] + j0, c20);
+    store8(z[2] + j0 + 8, c21);
+    store8(z[3] + j0, c30);
+    store8(z[3] + j0 + 8, c31);
+}
+
+/* One full tile of dW += A^T dZ: rows [p0, p0 + 4) and columns [j0, j0 + 16). */
+VECTOR_CLONES
+static void grad_w_tile(const dsc_rows *in, size_t n, size_t p0, const float *dz, size_t m,
+                        size_t j0, float *dw)
+{
+    float *d0 = dw + p0 * m + j0, *d1 = d0 + m, *d2 = d1 + m, *d3 = d2 + m;
+    v8f c00 = load8(d0), c01 = load8(d0 + 8), c10 = load8(d1), c11 = load8(d1 + 8);
+    v8f c20 = load8(d2), c21 = load8(d2 + 8), c30 = load8(d3), c31 = load8(d3 + 8);
+
+    for (size_t i = 0; i < n; i++) {
+        const float *a = row_of(in, i) + p0;
+        v8f g0 = load8(dz + i * m + j0), g1 = load8(dz + i * m + j0 + 8);
+        c00 += a[0] * g0;
+        c01 += a[0] * g1;
+        c10 += a[1] * g0;
+        c11 += a[1] * g1;
+        c20 += a[2] * g0;
+        c21 += a[2] * g1;
+        c30 += a[3] * g0;
+        c31 += a[3] * g1;
+    }
+    store8(d0, c00);
+    store8(d0 + 8, c01);
+    store8(d1, c10);
+    store8(d1 + 8, c11);
+    store8(d2, c20);
+    store8(d2 + 8, c21);
+    store8(d3, c30);
+    store8(d3 + 8, c31);
+}
+
+#else /* compilers without vector extensions: the same tiles as arrays */
+
+static void forward_tile(const float *const a[ROW_BLOCK], size_t k, const float *w,
+                         const float *b, size_t m, size_t j0, float *const z[ROW_BLOCK])
+{
+    float acc[ROW_BLOCK][COL_BLOCK];
+
+    for (int r = 0; r < ROW_BLOCK; r++) {
+        for (int j = 0; j < COL_BLOCK; j++)
+            acc[r][j] = b[j0 + j];
+    }
+    for (size_t p = 0; p < k; p++) {
+        for (int r = 0; r < ROW_BLOCK; r++) {
+            for (int j = 0; j < COL_BLOCK; j++)
+                acc[r][j] += a[r][p] * w[p * m + j0 + j];
+        }
+    }
+    for (int r = 0; r < ROW_BLOCK; r++) {
+        for (int j = 0; j < COL_BLOCK; j++)
+            z[r][j0 + j] = acc[r][j];
+    }
+}
+
+static void grad_w_tile(const dsc_rows *in, size_t n, size_t p0, const float *dz, size_t m,
+                        size_t j0, float *dw)
+{
+    for (size_t i = 0; i < n; i++) {
+        const float *a = row_of(in, i) + p0;
+        for (size_t r = 0; r < ROW_BLOCK; r++) {
+            for (size_t j = 0; j < COL_BLOCK; j++)
+                dw[(p0 + r) * m + j0 + j] += a[r] * dz[i * m + j0 + j];
+        }
+    }
+}
+#endif
+
+/* A partial tile at the edges: rows < ROW_BLOCK or cols < COL_BLOCK. */
+static void forward_edge(const float *const a[ROW_BLOCK], size_t rows, size_t k,
+                         const float *w, const float *b, size_t m, size_t j0, size_t cols,
+                         float *const z[ROW_BLOCK])
+{
+    for (size_t r = 0; r < rows; r++) {
+        for (size_t j = j0; j < j0 + cols; j++) {
+            float sum = b[j];
+            for (size_t p = 0; p < k; p++)
+                sum += a[r][p] * w[p * m + j];
+            z[r][j] = sum;
+        }
+    }
+}
+
+void dsc__dense_forward(const dsc_rows *in, size_t n, size_t k, const float *w, const float *b,
+                        size_t m, float *z)
+{
+    if (m == 1) {
+        /* One output: a dot product per row (linear and logistic regression). */
+#pragma omp parallel for schedule(static) if (use_threads(n, k, m))
+        for (size_t i = 0; i < n; i++)
+            z[i] = b[0] + dot(row_of(in, i), w, k);
+        return;
+    }
+
+    /* Column tiles outside, row tiles inside: a slice of W stays in cache across rows. */
+    size_t row_tiles = (n + ROW_BLOCK - 1) / ROW_BLOCK;
+    size_t col_tiles = (m + COL_BLOCK - 1) / COL_BLOCK;
+#pragma omp parallel for collapse(2) schedule(static) if (use_threads(n, k, m))
+    for (size_t ct = 0; ct < col_tiles; ct++) {
+        for (size_t rt = 0; rt < row_tiles; rt++) {
+            size_t i0 = rt * ROW_BLOCK, j0 = ct * COL_BLOCK;
+            size_t rows = n - i0 < ROW_BLOCK ? n - i0 : ROW_BLOCK;
+            size_t cols = m - j0 < COL_BLOCK ? m - j0 : COL_BLOCK;
+            const float *a[ROW_BLOCK];
+            float *out[ROW_BLOCK];
+            for (size_t r = 0; r < ROW_BLOCK; r++) {
+                size_t row = i0 + (r < rows ? r : 0);
+                a[r] = row_of(in, row);
+                out[r] = z + row * m;
+            }
+            if (rows == ROW_BLOCK && cols == COL_BLOCK)
+                forward_tile(a, k, w, b, m, j0, out);
+            else
+                forward_edge(a, rows, k, w, b, m, j0, cols, out);
+        }
+    }
+}
+
+/* A partial tile of dW, element by element in row order. */
+static void grad_w_edge(const dsc_rows *in, size_t n, size_t p0, size_t rows,
+                        const float *dz, size_t m, size_t j0, size_t cols, float *dw)
+{
+    for (size_t i = 0; i < n; i++) {
+        const float *a = row_of(in, i) + p0;
+        const float *g = dz + i * m + j0;
+        for (size_t r = 0; r < rows; r++) {
+            float *out = dw + (p0 + r) * m + j0;
+            for (size_t j = 0; j < cols; j++)
+                out[j] += a[r] * g[j];
+        }
+    }
+}
+
+/* dW of a one-output layer: dw[p] += a_i[p] * dz_i over contiguous p, row by row. */
+VECTOR_CLONES
+static void grad_w_column(const dsc_rows *in, size_t n, size_t p0, size_t len,
+                          const float *dz, float *dw)
+{
+    for (size_t i = 0; i < n; i++) {
+        const float *a = row_of(in, i) + p0;
+        float g = dz[i];
+        for (size_t p = 0; p < len; p++)
+            dw[p0 + p] += a[p] * g;
+    }
+}
+
+void dsc__dense_grad_w(const dsc_rows *in, size_t n, size_t k, const float *dz, size_t m,
+                       float *dw, float *db)
+{
+    /* db: each column summed over the rows in order. */
+    for (size_t i = 0; i < n; i++) {
+        for (size_t j = 0; j < m; j++)
+            db[j] += dz[i * m + j];
+    }
+
+    if (m == 1) {
+        /* Stretches of the inputs; each element still sums over the rows in order. */
+        size_t stretch = 256, stretches = (k + stretch - 1) / stretch;
+#pragma omp parallel for schedule(static) if (use_threads(n, k, m))
+        for (size_t s = 0; s < stretches; s++) {
+            size_t p0 = s * stretch;
+            grad_w_column(in, n, p0, k - p0 < stretch ? k - p0 : stretch, dz, dw);
+        }
+        return;
+    }
+
+    size_t row_tiles = (k + ROW_BLOCK - 1) / ROW_BLOCK;
+    size_t col_tiles = (m + COL_BLOCK - 1) / COL_BLOCK;
+#pragma omp parallel for collapse(2) schedule(static) if (use_threads(n, k, m))
+    for (size_t rt = 0; rt < row_tiles; rt++) {
+        for (size_t ct = 0; ct < col_tiles; ct++) {
+            size_t p0 = rt * ROW_BLOCK, j0 = ct * COL_BLOCK;
+            size_t rows = k - p0 < ROW_BLOCK ? k - p0 : ROW_BLOCK;
+            size_t cols = m - j0 < COL_BLOCK ? m - j0 : COL_BLOCK;
+            if (rows == ROW_BLOCK && cols == COL_BLOCK)
+                grad_w_tile(in, n, p0, dz, m, j0, dw);
+            else
+                grad_w_edge(in, n, p0, rows, dz, m, j0, cols, dw);
+        }
+    }
+}
+
+void dsc__dense_grad_input(const float *dz, size_t n, size_t m, const float *w, size_t k,
+                           float *da)
+{
+#pragma omp parallel for schedule(static) if (use_threads(n, k, m))
+    for (size_t i = 0; i < n; i++) {
+        const float *g = dz + i * m;
+        for (size_t p = 0; p < k; p++)
+            da[i * k + p] = dot(w + p * m, g, m);
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* References: the definitions, plainly                                                       */
+/* ------------------------------------------------------------------------------------------ */
+
+void dsc__dense_forward_ref(const dsc_rows *in, size_t n, size_t k, const float *w,
+                            const float *b, size_t m, float *z)
+{
+    for (size_t i = 0; i < n; i++) {
+        const float *a = row_of(in, i);
+        for (size_t j = 0; j < m; j++) {
+            float sum = b[j];
+            if (m == 1) {
+                sum += dot(a, w, k); /* one output sums in lanes, as the fast path */
+            } else {
+                for (size_t p = 0; p < k; p++)
+                    sum += a[p] * w[p * m + j];
+            }
+            z[i * m + j] = sum;
+        }
+    }
+}
+
+void dsc__dense_grad_w_ref(const dsc_rows *in, size_t n, size_t k, const float *dz, size_t m,
+                           float *dw, float *db)
+{
+    for (size_t j = 0; j < m; j++) {
+        for (size_t i = 0; i < n; i++)
+            db[j] += dz[i * m + j];
+    }
+    for (size_t p = 0; p < k; p++) {
+        for (size_t j = 0; j < m; j++) {
+            float sum = dw[p * m + j];
+            for (size_t i = 0; i < n; i++)
+                sum += row_of(in, i)[p] * dz[i * m + j];
+            dw[p * m + j] = sum;
+        }
+    }
+}
+
+void dsc__dense_grad_input_ref(const float *dz, size_t n, size_t m, const float *w, size_t k,
+                               float *da)
+{
+    for (size_t i = 0; i < n; i++) {
+        for (size_t p = 0; p < k; p++) {
+            double sum = 0.0;
+            for (size_t j = 0; j < m; j++)
+                sum += (double)w[p * m + j] * (double)dz[i * m + j];
+            da[i * k + p] = (float)sum;
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Threads                                                                                    */
+/* ------------------------------------------------------------------------------------------ */
+
+int dsc_set_threads(int n)
+{
+    if (n < 1)
+        return dsc__fail(DSC_EINVAL, "threads: need at least 1, got %d", n);
+#ifdef _OPENMP
+    omp_set_num_threads(n);
+#endif
+    return DSC_OK;
+}
+
+int dsc_threads(void)
+{
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
