@@ -799,6 +799,33 @@ typedef struct dsc_plot {
  */
 int dsc_plot_write_svg(FILE *out, const dsc_plot *plot);
 
+/* ------------------------------------------------------------------------------------------ */
+/* Learning-rate range test                                                                   */
+/* ------------------------------------------------------------------------------------------ */
+
+/* What dsc_lr_find recorded: n rates and their smoothed losses, and the rate it suggests. */
+typedef struct dsc_lr_find_result {
+    size_t n;
+    double *lr;       /* n rates, rising exponentially */
+    double *loss;     /* n smoothed, bias-corrected batch losses */
+    double suggested; /* the rate at the lowest smoothed loss, divided by 10 */
+    size_t best;      /* index of the lowest smoothed loss */
+} dsc_lr_find_result;
+
+/*
+ * A learning-rate range test: from the weights cfg->init gives (seed cfg->seed), take up to
+ * max_steps mini-batches of cfg->batch shuffled rows with cfg->optim, raising the rate
+ * exponentially from lr_min to lr_max, recording an exponential average of the batch losses
+ * (factor 0.98, bias-corrected), and stop once it exceeds 4 times its lowest value or stops
+ * being finite. The model's weights are left as the test left them: reinitialise them before
+ * training. Fills *result; free it with dsc_lr_find_free.
+ */
+int dsc_lr_find(dsc_model *model, const dsc_data *data, const dsc_train_config *cfg,
+                double lr_min, double lr_max, size_t max_steps, dsc_lr_find_result *result);
+
+/* Free the arrays of a result. */
+void dsc_lr_find_free(dsc_lr_find_result *result);
+
 #ifdef __cplusplus
 }
 #endif
