@@ -756,6 +756,21 @@ int dsc_model_load(const char *path, dsc_model **model, dsc_prep **prep, char **
 int dsc_model_write_json(FILE *out, const dsc_model *model, const dsc_prep *prep,
                          const char *settings, int with_weights);
 
+/*
+ * A training checkpoint: the model file of model, prep and settings, followed by the
+ * trainer's whole state (dsc_trainer_state_save), written atomically with a checksum.
+ */
+int dsc_checkpoint_save(const char *path, const dsc_model *model, const dsc_trainer *trainer,
+                        const dsc_prep *prep, const char *settings);
+
+/*
+ * Read a checkpoint, validated as dsc_model_load does. The state goes to a trainer built
+ * with the same settings on the same data through dsc_trainer_state_load. Free *state with
+ * dsc_free.
+ */
+int dsc_checkpoint_load(const char *path, dsc_model **model, dsc_prep **prep, char **settings,
+                        void **state, size_t *state_size);
+
 /* Free memory that the library handed to the caller (such as a settings text). */
 void dsc_free(void *ptr);
 

@@ -22,7 +22,7 @@
 #define ROW_BLOCK 4
 #define COL_BLOCK 16
 /* Below this many multiply-adds a product runs on one thread. */
-#define PARALLEL_WORK 32768
+#define PARALLEL_WORK (1 << 20)
 /* Partial sums of a dot product, combined in a fixed order at the end. */
 #define LANES 8
 
