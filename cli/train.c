@@ -1,0 +1,638 @@
+/*
+ * train.c - `descent train DATA -o MODEL [options]`: read the data, fit the preprocessing on
+ * the training rows, train with one line per epoch on standard error, and save the model
+ * with its preprocessing and the settings used.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "train.h"
+
+#include <math.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Width of the progress bar drawn on a terminal. */
+#define BAR_WIDTH 30
+
+/* Set by SIGINT and SIGTERM: stop after the current step, writing nothing. */
+static volatile sig_atomic_t interrupted;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    interrupted = 1;
+}
+
+/* Everything one training run holds, freed by run_free. */
+typedef struct train_run {
+    train_args args;
+    train_plan plan;
+    dsc_table *table;
+    dsc_model *model;
+    dsc_trainer *trainer;
+    uint32_t *train_rows, *val_rows;
+    size_t n_train, n_val;
+    cli_output log;
+    char *settings;
+    int progress;         /* draw a progress bar (standard error is a terminal) */
+    int bar_drawn;        /* a bar is on the screen and must be cleared */
+    int bar_percent;      /* the percentage last drawn */
+    double last_lr_scale; /* to notice the trainer's back-offs */
+} train_run;
+
+static void run_free(train_run *run)
+{
+    dsc_trainer_free(run->trainer);
+    dsc_model_free(run->model);
+    dsc_table_free(run->table);
+    free(run->train_rows);
+    free(run->val_rows);
+    free(run->settings);
+    cli_output_abort(&run->log);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Reading and preparing the data                                                             */
+/* ------------------------------------------------------------------------------------------ */
+
+/* Fail early, before any training, when the model's folder cannot take a new file. */
+static int check_model_folder(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    char folder[4096];
+
+    if (!slash)
+        snprintf(folder, sizeof folder, ".");
+    else if (slash == path)
+        snprintf(folder, sizeof folder, "/");
+    else
+        snprintf(folder, sizeof folder, "%.*s", (int)(slash - path), path);
+    if (access(folder, W_OK | X_OK) != 0) {
+        cli_error("-o: cannot write into the folder '%s' of %s", folder, path);
+        return EXIT_USAGE;
+    }
+    return 0;
+}
+
+static int read_data(train_run *run)
+{
+    dsc_read_options opts;
+    int err = 0;
+
+    dsc_read_options_default(&opts);
+    opts.format = run->plan.format;
+    opts.target = run->args.target;
+    opts.classify = run->plan.classify;
+    opts.missing = run->plan.missing;
+    opts.labels_path = run->args.labels_path;
+    run->table = dsc_table_read(run->args.data_path, &opts, NULL, &err);
+    if (!run->table)
+        return cli_library_error(err);
+    if (dsc_table_data(run->table)->n_rows == 0) {
+        cli_error("%s: no data rows", run->args.data_path);
+        return EXIT_USAGE;
+    }
+    return 0;
+}
+
+/*
+ * Hold out the validation rows exactly as the trainer will (same fraction, seed and
+ * stratification), fit the preprocessing on the other rows, and apply it to all.
+ */
+static int prepare_data(train_run *run, int classifier, size_t n_classes)
+{
+    const dsc_data *data = dsc_table_data(run->table);
+    dsc_prep *prep = dsc_table_prep(run->table);
+    size_t n_rows = data->n_rows;
+    int rc;
+
+    run->n_train = n_rows;
+    if (run->args.val > 0.0) {
+        run->train_rows = malloc(n_rows * sizeof *run->train_rows);
+        run->val_rows = malloc(n_rows * sizeof *run->val_rows);
+        if (!run->train_rows || !run->val_rows) {
+            cli_error("train: out of memory");
+            return EXIT_FAILURE_RUN;
+        }
+        rc = dsc_split_rows(n_rows, classifier ? data->label : NULL, n_classes, run->args.val,
+                            (uint64_t)run->args.seed, run->train_rows, &run->n_train,
+                            run->val_rows, &run->n_val);
+        if (rc < 0)
+            return cli_library_error(rc);
+        if (run->n_train == 0 || run->n_val == 0) {
+            cli_error("--val: %g of %zu rows leaves %zu training and %zu validation rows",
+                      run->args.val, n_rows, run->n_train, run->n_val);
+            return EXIT_USAGE;
+        }
+    }
+
+    /* Sparse features are never standardised (centring would make them dense). */
+    int standardize = !run->args.no_standardize && data->x != NULL;
+    rc = dsc_prep_fit(prep, run->table, run->train_rows, run->n_train, standardize);
+    if (rc >= 0)
+        rc = dsc_prep_apply(prep, run->table);
+    return rc < 0 ? cli_library_error(rc) : 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Progress on standard error and the history file                                            */
+/* ------------------------------------------------------------------------------------------ */
+
+static void clear_bar(train_run *run)
+{
+    if (run->bar_drawn)
+        fputs("\r\033[K", stderr);
+    run->bar_drawn = 0;
+}
+
+/* Redraw the bar of the current epoch when its percentage changed. */
+static void draw_bar(train_run *run, int64_t epoch, int64_t step_in_epoch, int64_t steps)
+{
+    int percent = steps > 0 ? (int)(100 * step_in_epoch / steps) : 0;
+
+    if (run->bar_drawn && percent == run->bar_percent)
+        return;
+    int filled = percent * BAR_WIDTH / 100;
+    fprintf(stderr, "\repoch %lld/%lld [%.*s%*s] %3d%%", (long long)epoch,
+            (long long)run->args.epochs, filled, "##############################",
+            BAR_WIDTH - filled, "", percent);
+    fflush(stderr);
+    run->bar_drawn = 1;
+    run->bar_percent = percent;
+}
+
+/* One line per epoch on standard error. */
+static void print_epoch(train_run *run, const dsc_epoch_stats *s, int classifier)
+{
+    clear_bar(run);
+    fprintf(stderr, "epoch %4lld  loss %-10.6g", (long long)s->epoch, s->train_loss);
+    if (!isnan(s->val_loss))
+        fprintf(stderr, "  val_loss %-10.6g  %s %.4f", s->val_loss,
+                classifier ? "val_acc" : "val_r2", s->val_metric);
+    fprintf(stderr, "  lr %-9.3g  %.2fs\n", s->lr, s->seconds);
+}
+
+/* A number for the history file: empty when there is none (no validation data). */
+static void log_number(FILE *out, double value, int last)
+{
+    if (!isnan(value))
+        fprintf(out, "%.9g", value);
+    fputc(last ? '\n' : ',', out);
+}
+
+static void log_epoch(train_run *run, const dsc_epoch_stats *s)
+{
+    FILE *out = run->log.fp;
+
+    if (!out)
+        return;
+    fprintf(out, "%lld,%lld,", (long long)s->epoch, (long long)s->steps);
+    log_number(out, s->train_loss, 0);
+    log_number(out, s->val_loss, 0);
+    log_number(out, s->val_metric, 0);
+    log_number(out, s->lr, 0);
+    log_number(out, s->seconds, 1);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Training                                                                                   */
+/* ------------------------------------------------------------------------------------------ */
+
+/* Step until training stops, reporting every finished epoch; 0 or an exit status. */
+static int run_epochs(train_run *run, int classifier, size_t batch)
+{
+    size_t per_step = batch < run->n_train ? batch : run->n_train;
+    int64_t steps_per_epoch = (int64_t)((run->n_train + per_step - 1) / per_step);
+    int64_t reported = 0, epoch_first_step = 0;
+    int rc;
+
+    run->last_lr_scale = 1.0;
+    do {
+        rc = dsc_trainer_step(run->trainer);
+        if (rc < 0) {
+            clear_bar(run);
+            return cli_library_error(rc);
+        }
+
+        int64_t done = dsc_trainer_epochs_done(run->trainer);
+        if (done > reported) {
+            size_t n_epochs;
+            const dsc_epoch_stats *history = dsc_trainer_history(run->trainer, &n_epochs);
+            const dsc_epoch_stats *s = &history[n_epochs - 1];
+            log_epoch(run, s);
+            if (!run->args.quiet)
+                print_epoch(run, s, classifier);
+            double scale = dsc_trainer_lr_scale(run->trainer);
+            if (scale != run->last_lr_scale && !run->args.quiet)
+                fprintf(stderr, "descent: note: training diverged; the learning rate is now "
+                        "%g times the one asked for\n", scale);
+            run->last_lr_scale = scale;
+            reported = done;
+            epoch_first_step = dsc_trainer_steps(run->trainer);
+        } else if (run->progress) {
+            int64_t in_epoch = dsc_trainer_steps(run->trainer) - epoch_first_step;
+            draw_bar(run, reported + 1, in_epoch, steps_per_epoch);
+        }
+
+        if (interrupted) {
+            clear_bar(run);
+            cli_error("interrupted; no model written");
+            return EXIT_FAILURE_RUN;
+        }
+    } while (rc == 1);
+    clear_bar(run);
+    return 0;
+}
+
+/* Why training stopped, in words, on standard error. */
+static void print_stop(const train_run *run)
+{
+    size_t n_epochs;
+    const dsc_epoch_stats *history = dsc_trainer_history(run->trainer, &n_epochs);
+
+    switch (dsc_trainer_stop_reason(run->trainer)) {
+    case DSC_STOP_CONVERGED:
+        fprintf(stderr, "stopped after %zu epochs: the training loss improved by less than "
+                "%g for %lld epochs\n", n_epochs, run->args.tol, (long long)run->args.patience);
+        break;
+    case DSC_STOP_EARLY: {
+        size_t best = 0;
+        for (size_t i = 1; i < n_epochs; i++) {
+            if (history[i].val_loss < history[best].val_loss)
+                best = i;
+        }
+        fprintf(stderr, "stopped after %zu epochs: the validation loss improved by less than "
+                "%g for %lld epochs; kept the weights of epoch %zu\n", n_epochs,
+                run->args.tol, (long long)run->args.patience, best + 1);
+        break;
+    }
+    default:
+        fprintf(stderr, "stopped after %zu epochs\n", n_epochs);
+        break;
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* The held-out metric                                                                        */
+/* ------------------------------------------------------------------------------------------ */
+
+/*
+ * The held-out rows as a data set of their own (copied), so that the model's prediction
+ * functions, which take a contiguous range of rows, can run on them. Buffers go to *owned
+ * (at most 4), freed by the caller.
+ */
+static int gather_rows(const dsc_data *d, const uint32_t *rows, size_t n, dsc_data *out,
+                       void *owned[4])
+{
+    memset(out, 0, sizeof *out);
+    out->n_rows = n;
+    out->n_features = d->n_features;
+    out->n_targets = d->n_targets;
+
+    if (d->x) {
+        float *x = malloc(n * d->n_features * sizeof *x + 1);
+        owned[0] = x;
+        if (!x)
+            return -1;
+        for (size_t i = 0; i < n; i++)
+            memcpy(x + i * d->n_features, d->x + (size_t)rows[i] * d->n_features,
+                   d->n_features * sizeof *x);
+        out->x = x;
+    } else {
+        uint64_t *row_ptr = malloc((n + 1) * sizeof *row_ptr);
+        owned[0] = row_ptr;
+        if (!row_ptr)
+            return -1;
+        row_ptr[0] = 0;
+        for (size_t i = 0; i < n; i++)
+            row_ptr[i + 1] = row_ptr[i] + d->row_ptr[rows[i] + 1] - d->row_ptr[rows[i]];
+        uint32_t *col = malloc(row_ptr[n] * sizeof *col + 1);
+        float *val = malloc(row_ptr[n] * sizeof *val + 1);
+        owned[1] = col;
+        owned[2] = val;
+        if (!col || !val)
+            return -1;
+        for (size_t i = 0; i < n; i++) {
+            uint64_t from = d->row_ptr[rows[i]], count = row_ptr[i + 1] - row_ptr[i];
+            memcpy(col + row_ptr[i], d->col + from, count * sizeof *col);
+            memcpy(val + row_ptr[i], d->val + from, count * sizeof *val);
+        }
+        out->row_ptr = row_ptr;
+        out->col = col;
+        out->val = val;
+    }
+
+    if (d->label) {
+        int32_t *label = malloc(n * sizeof *label + 1);
+        owned[3] = label;
+        if (!label)
+            return -1;
+        for (size_t i = 0; i < n; i++)
+            label[i] = d->label[rows[i]];
+        out->label = label;
+    } else {
+        float *y = malloc(n * d->n_targets * sizeof *y + 1);
+        owned[3] = y;
+        if (!y)
+            return -1;
+        for (size_t i = 0; i < n; i++)
+            memcpy(y + i * d->n_targets, d->y + (size_t)rows[i] * d->n_targets,
+                   d->n_targets * sizeof *y);
+        out->y = y;
+    }
+    return 0;
+}
+
+/* Accuracy of a classifier, or R^2 (averaged over targets) of a regression model. */
+static int score(dsc_model *model, const dsc_data *d, double *metric)
+{
+    size_t n = d->n_rows, width = dsc_model_n_logits(model);
+    int classifier = dsc_model_is_classifier(model);
+    void *out = malloc(n * (classifier ? sizeof(int32_t) : width * sizeof(float)) + 1);
+    int rc;
+
+    if (!out)
+        return DSC_ENOMEM;
+    if (classifier) {
+        int32_t *pred = out;
+        size_t correct = 0;
+        rc = dsc_model_predict_class(model, d, 0, n, pred);
+        for (size_t i = 0; rc >= 0 && i < n; i++)
+            correct += pred[i] == d->label[i];
+        *metric = (double)correct / (double)n;
+    } else {
+        float *pred = out;
+        rc = dsc_model_decision(model, d, 0, n, pred);
+        double r2 = 0.0;
+        for (size_t j = 0; rc >= 0 && j < width; j++) {
+            double mean = 0.0, res = 0.0, tot = 0.0;
+            for (size_t i = 0; i < n; i++)
+                mean += d->y[i * width + j] / (double)n;
+            for (size_t i = 0; i < n; i++) {
+                double y = d->y[i * width + j];
+                res += (y - pred[i * width + j]) * (y - pred[i * width + j]);
+                tot += (y - mean) * (y - mean);
+            }
+            r2 += tot > 0.0 ? 1.0 - res / tot : (res == 0.0 ? 1.0 : 0.0);
+        }
+        *metric = r2 / (double)width;
+    }
+    free(out);
+    return rc < 0 ? rc : DSC_OK;
+}
+
+/* The metric of the final weights on the held-out rows. */
+static int held_out_metric(train_run *run, double *metric)
+{
+    dsc_data subset;
+    void *owned[4] = {NULL, NULL, NULL, NULL};
+    int rc = gather_rows(dsc_table_data(run->table), run->val_rows, run->n_val, &subset, owned);
+
+    if (rc == 0) {
+        rc = score(run->model, &subset, metric);
+        if (rc < 0)
+            rc = cli_library_error(rc);
+    } else {
+        cli_error("train: out of memory");
+        rc = EXIT_FAILURE_RUN;
+    }
+    for (int i = 0; i < 4; i++)
+        free(owned[i]);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* The settings text and the command                                                          */
+/* ------------------------------------------------------------------------------------------ */
+
+/* Append one "key=value" line to the growing text *buf; line breaks in value become spaces. */
+static int add_setting(char **buf, size_t *len, size_t *cap, const char *key, const char *fmt,
+                       ...)
+{
+    char value[1024];
+    va_list args;
+
+    va_start(args, fmt);
+    vsnprintf(value, sizeof value, fmt, args);
+    va_end(args);
+    for (char *c = value; *c; c++) {
+        if (*c == '\n' || *c == '\r')
+            *c = ' ';
+    }
+    size_t need = *len + strlen(key) + strlen(value) + 3;
+    if (need > *cap) {
+        size_t cap2 = need * 2;
+        char *grown = realloc(*buf, cap2);
+        if (!grown)
+            return -1;
+        *buf = grown;
+        *cap = cap2;
+    }
+    *len += (size_t)sprintf(*buf + *len, "%s=%s\n", key, value);
+    return 0;
+}
+
+/* The options used, as "key=value" lines stored in the model file. */
+static char *settings_text(const train_run *run, const dsc_train_config *cfg)
+{
+    const train_args *a = &run->args;
+    const train_plan *p = &run->plan;
+    const dsc_model_config *mc = dsc_model_config_of(run->model);
+    const dsc_optim_config *o = &cfg->optim;
+    dsc_prep *prep = dsc_table_prep(run->table);
+    char hidden[256] = "", activation[256] = "", loss[64];
+    size_t len = 0, cap = 0, used = 0;
+    char *buf = NULL;
+    int bad = 0;
+
+    for (size_t i = 0; i < mc->n_hidden; i++) {
+        used += (size_t)snprintf(hidden + used, sizeof hidden - used, "%s%zu", i ? "," : "",
+                                 mc->hidden[i]);
+        if (used >= sizeof hidden)
+            break;
+    }
+    for (size_t i = 0, at = 0; i < mc->n_hidden && at < sizeof activation; i++)
+        at += (size_t)snprintf(activation + at, sizeof activation - at, "%s%s", i ? "," : "",
+                               dsc_activation_name(mc->activation[i]));
+    if (mc->loss_param > 0.0f)
+        snprintf(loss, sizeof loss, "%s:%g", dsc_loss_name(mc->loss), (double)mc->loss_param);
+    else
+        snprintf(loss, sizeof loss, "%s", dsc_loss_name(mc->loss));
+
+    size_t n_epochs;
+    dsc_trainer_history(run->trainer, &n_epochs);
+    static const char *const stops[] = {"none", "epochs", "converged", "early", "callback",
+                                        "nonfinite"};
+    dsc_stop stop = dsc_trainer_stop_reason(run->trainer);
+
+    bad |= add_setting(&buf, &len, &cap, "descent", "%s", DSC_VERSION);
+    bad |= add_setting(&buf, &len, &cap, "data", "%s", a->data_path);
+    if (a->target)
+        bad |= add_setting(&buf, &len, &cap, "target", "%s", a->target);
+    if (dsc_prep_target_name(prep))
+        bad |= add_setting(&buf, &len, &cap, "target_name", "%s", dsc_prep_target_name(prep));
+    bad |= add_setting(&buf, &len, &cap, "format", "%s", a->format_text);
+    if (a->labels_path)
+        bad |= add_setting(&buf, &len, &cap, "labels", "%s", a->labels_path);
+    bad |= add_setting(&buf, &len, &cap, "missing", "%s", dsc_missing_name(p->missing));
+    bad |= add_setting(&buf, &len, &cap, "model", "%s", train_kind_name(p->kind));
+    bad |= add_setting(&buf, &len, &cap, "loss", "%s", loss);
+    if (mc->n_hidden > 0) {
+        bad |= add_setting(&buf, &len, &cap, "hidden", "%s", hidden);
+        bad |= add_setting(&buf, &len, &cap, "activation", "%s", activation);
+    }
+    bad |= add_setting(&buf, &len, &cap, "optimizer", "%s", dsc_optimizer_name(o->kind));
+    bad |= add_setting(&buf, &len, &cap, "lr", "%.15g", o->lr);
+    bad |= add_setting(&buf, &len, &cap, "momentum", "%.15g", o->momentum);
+    bad |= add_setting(&buf, &len, &cap, "beta1", "%.15g", o->beta1);
+    bad |= add_setting(&buf, &len, &cap, "beta2", "%.15g", o->beta2);
+    bad |= add_setting(&buf, &len, &cap, "eps", "%.15g", o->eps);
+    bad |= add_setting(&buf, &len, &cap, "rho", "%.15g", o->rho);
+    bad |= add_setting(&buf, &len, &cap, "weight_decay", "%.15g", o->weight_decay);
+    bad |= add_setting(&buf, &len, &cap, "l1", "%.15g", cfg->objective.l1);
+    bad |= add_setting(&buf, &len, &cap, "l2", "%.15g", cfg->objective.l2);
+    bad |= add_setting(&buf, &len, &cap, "batch", "%s", a->batch_text);
+    bad |= add_setting(&buf, &len, &cap, "epochs", "%lld", (long long)a->epochs);
+    bad |= add_setting(&buf, &len, &cap, "tol", "%.15g", a->tol);
+    bad |= add_setting(&buf, &len, &cap, "patience", "%lld", (long long)a->patience);
+    bad |= add_setting(&buf, &len, &cap, "val", "%.15g", a->val);
+    bad |= add_setting(&buf, &len, &cap, "schedule", "%s", a->schedule_text);
+    bad |= add_setting(&buf, &len, &cap, "warmup", "%lld", (long long)a->warmup);
+    bad |= add_setting(&buf, &len, &cap, "clip_norm", "%.15g", a->clip_norm);
+    bad |= add_setting(&buf, &len, &cap, "class_weight", "%s", a->class_weight_text);
+    bad |= add_setting(&buf, &len, &cap, "seed", "%lld", (long long)a->seed);
+    bad |= add_setting(&buf, &len, &cap, "init", "%s", a->init_text);
+    bad |= add_setting(&buf, &len, &cap, "standardize", "%d",
+                       !a->no_standardize && dsc_table_data(run->table)->x != NULL);
+    bad |= add_setting(&buf, &len, &cap, "shuffle", "%d", !a->no_shuffle);
+    bad |= add_setting(&buf, &len, &cap, "threads", "%d", dsc_threads());
+    bad |= add_setting(&buf, &len, &cap, "epochs_run", "%zu", n_epochs);
+    bad |= add_setting(&buf, &len, &cap, "stop", "%s", stops[stop]);
+    if (bad) {
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
+/* The summary line on standard output. */
+static void print_summary(const train_run *run, int have_metric, double metric, int classifier)
+{
+    const dsc_data *data = dsc_table_data(run->table);
+    size_t n_epochs;
+    const dsc_epoch_stats *history = dsc_trainer_history(run->trainer, &n_epochs);
+
+    printf("trained %s on %zu rows, %zu features", train_kind_name(run->plan.kind),
+           run->n_train, data->n_features);
+    if (have_metric)
+        printf("; held-out %s %.4f on %zu rows", classifier ? "accuracy" : "R^2", metric,
+               run->n_val);
+    else if (n_epochs > 0)
+        printf("; training loss %.6g", history[n_epochs - 1].train_loss);
+    printf("; saved %s\n", run->args.model_path);
+}
+
+/* Open the history file (written to a temporary file, renamed once the model is saved). */
+static int open_log(train_run *run)
+{
+    if (!run->args.log_path)
+        return 0;
+    int rc = cli_output_open(&run->log, run->args.log_path);
+    if (rc == 0)
+        fputs("epoch,steps,train_loss,val_loss,val_metric,lr,seconds\n", run->log.fp);
+    return rc;
+}
+
+/* Train after the options are parsed; 0 or an exit status. */
+static int train(train_run *run)
+{
+    dsc_model_config model_cfg;
+    dsc_train_config cfg;
+    int rc, err = 0;
+
+    if ((rc = check_model_folder(run->args.model_path)) != 0 || (rc = read_data(run)) != 0)
+        return rc;
+
+    const dsc_data *data = dsc_table_data(run->table);
+    dsc_prep *prep = dsc_table_prep(run->table);
+    size_t n_classes = dsc_prep_n_classes(prep);
+    size_t n_targets = data->n_targets > 0 ? data->n_targets : 1;
+    rc = train_resolve_model(&run->args, &run->plan, data->n_features, n_classes, n_targets,
+                             &model_cfg);
+    if (rc != 0)
+        return rc;
+    int classifier = dsc_loss_is_classification(model_cfg.loss);
+    if ((rc = train_make_config(&run->args, &run->plan, classifier, &cfg)) != 0)
+        return rc;
+    if ((rc = prepare_data(run, classifier, n_classes)) != 0)
+        return rc;
+
+    run->model = dsc_model_new(&model_cfg, &err);
+    if (!run->model)
+        return cli_library_error(err);
+    run->trainer = dsc_trainer_new(run->model, data, NULL, &cfg, &err);
+    if (!run->trainer)
+        return cli_library_error(err);
+    if ((rc = open_log(run)) != 0)
+        return rc;
+
+    run->progress = !run->args.quiet && isatty(STDERR_FILENO);
+    if ((rc = run_epochs(run, classifier, cfg.batch)) != 0)
+        return rc;
+    if (!run->args.quiet)
+        print_stop(run);
+
+    double metric = 0.0;
+    if (run->n_val > 0 && (rc = held_out_metric(run, &metric)) != 0)
+        return rc;
+
+    /* Save the model, then put the history in place; a failure leaves neither behind. */
+    run->settings = settings_text(run, &cfg);
+    if (!run->settings) {
+        cli_error("train: out of memory");
+        return EXIT_FAILURE_RUN;
+    }
+    rc = dsc_model_save(run->args.model_path, run->model, prep, run->settings);
+    if (rc < 0) {
+        cli_library_error(rc);
+        return EXIT_FAILURE_RUN;
+    }
+    if (run->log.fp && (rc = cli_output_commit(&run->log)) != 0) {
+        unlink(run->args.model_path);
+        return rc;
+    }
+    print_summary(run, run->n_val > 0, metric, classifier);
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        cli_error("-: write failed");
+        return EXIT_FAILURE_RUN;
+    }
+    return 0;
+}
+
+int cmd_train(int argc, char **argv)
+{
+    train_run *run = calloc(1, sizeof *run);
+    int help_shown = 0;
+
+    if (!run) {
+        cli_error("train: out of memory");
+        return EXIT_FAILURE_RUN;
+    }
+    int rc = train_parse(argc, argv, &run->args, &run->plan, &help_shown);
+    if (rc == 0 && !help_shown) {
+        struct sigaction action;
+        memset(&action, 0, sizeof action);
+        action.sa_handler = on_signal;
+        sigemptyset(&action.sa_mask);
+        sigaction(SIGINT, &action, NULL);
+        sigaction(SIGTERM, &action, NULL);
+        if (train_given(&run->args, "--threads"))
+            rc = dsc_set_threads((int)run->args.threads) < 0 ? cli_library_error(DSC_EINVAL) : 0;
+        if (rc == 0)
+            rc = train(run);
+    }
+    run_free(run);
+    free(run);
+    return rc;
+}

@@ -1,0 +1,94 @@
+/*
+ * train.h - what the two files of `descent train` share: the options as given, and the
+ * choices resolved from them before and after the data is read.
+ */
+#ifndef DSC_CLI_TRAIN_H
+#define DSC_CLI_TRAIN_H
+
+#include "cli.h"
+
+/* Room for the train option table. */
+#define TRAIN_MAX_OPTIONS 40
+
+/* The default width of an mlp's one hidden layer, scikit-learn's MLP default. */
+#define TRAIN_DEFAULT_HIDDEN 100
+
+typedef enum train_kind {
+    KIND_AUTO,
+    KIND_LINEAR,
+    KIND_LOGISTIC,
+    KIND_SOFTMAX,
+    KIND_MLP
+} train_kind;
+
+/* The options of `descent train` as given on the command line. */
+typedef struct train_args {
+    const char *data_path;
+    const char *model_path;
+    const char *target;
+    const char *format_text;
+    const char *model_text;
+    const char *hidden_text;
+    const char *activation_text;
+    const char *loss_text;
+    const char *optimizer_text;
+    const char *batch_text;
+    const char *schedule_text;
+    const char *class_weight_text;
+    const char *init_text;
+    const char *missing_text;
+    const char *log_path;
+    const char *labels_path;
+    double lr, momentum, beta1, beta2, eps, rho, weight_decay, l1, l2;
+    double tol, val, clip_norm;
+    int64_t epochs, patience, warmup, seed, threads;
+    int no_standardize, no_shuffle, quiet;
+
+    cli_option table[TRAIN_MAX_OPTIONS];
+    size_t n_options;
+} train_args;
+
+/* What the options mean once checked, completed after the data is read. */
+typedef struct train_plan {
+    dsc_format format;
+    dsc_missing missing;
+    int classify; /* for dsc_read_options: 1 classes, 0 regression, -1 by the target's text */
+    train_kind kind;
+    int loss_given;
+    dsc_loss loss;
+    float loss_param;
+    size_t n_hidden;
+    size_t hidden[DSC_MAX_HIDDEN];
+    size_t n_activations; /* 0: the default for every layer */
+    dsc_activation activation[DSC_MAX_HIDDEN];
+    float act_param;
+    dsc_optimizer optimizer;
+    size_t batch;
+    dsc_init init;
+    int balanced;
+} train_plan;
+
+/*
+ * Parse and check the options (argv[0] is "train"). Fills args and the part of plan that
+ * needs no data. 0; or the exit status after the error line (or 0 with *help_shown set).
+ */
+int train_parse(int argc, char **argv, train_args *args, train_plan *plan, int *help_shown);
+
+/*
+ * Choose the model from the data's target (n_classes 0 for regression) and fill the model
+ * configuration. 0, or 2 after the error line.
+ */
+int train_resolve_model(const train_args *args, train_plan *plan, size_t n_features,
+                        size_t n_classes, size_t n_targets, dsc_model_config *model_cfg);
+
+/* Fill the training configuration: optimizer, schedule, stopping rules. 0, or 2. */
+int train_make_config(const train_args *args, const train_plan *plan, int classifier,
+                      dsc_train_config *cfg);
+
+/* The name of a model kind, for messages and the settings text. */
+const char *train_kind_name(train_kind kind);
+
+/* True when the option named name was given on the command line. */
+int train_given(const train_args *args, const char *name);
+
+#endif /* DSC_CLI_TRAIN_H */
