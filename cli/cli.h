@@ -169,6 +169,21 @@ int cli_read_for_model(const char *path, const cli_data_options *how, const cli_
 /* Parse a --format value ("auto", "csv", ...) into *out; 0, or 2 after the error line. */
 int cli_parse_format(const char *name, const char *text, dsc_format *out);
 
+/* One run's per-epoch history, named for a legend. */
+typedef struct cli_curve {
+    const char *name;
+    const dsc_epoch_stats *history;
+    size_t n_epochs;
+} cli_curve;
+
+/*
+ * Draw the training (and, where there is one, validation) loss of each run per epoch, with
+ * the learning rate on a right axis when with_lr, as an SVG file at path (written
+ * atomically). 0, or an exit status after the error line.
+ */
+int cli_plot_curves(const char *path, const char *title, const cli_curve *curves, size_t n,
+                    int with_lr);
+
 /* The commands; each returns the exit status. argv[0] is the command's name. */
 int cmd_train(int argc, char **argv);
 int cmd_predict(int argc, char **argv);

@@ -15,7 +15,7 @@
 /* Width of the progress bar drawn on a terminal. */
 #define BAR_WIDTH 30
 
-/* Set by SIGINT and SIGTERM: stop after the current step, writing nothing. */
+/* Set by SIGINT and SIGTERM: stop after the current step (writing a checkpoint if asked). */
 static volatile sig_atomic_t interrupted;
 
 static void on_signal(int sig)
@@ -39,7 +39,18 @@ typedef struct train_run {
     int bar_drawn;        /* a bar is on the screen and must be cleared */
     int bar_percent;      /* the percentage last drawn */
     double last_lr_scale; /* to notice the trainer's back-offs */
+    dsc_train_config cfg;
+    int argc;             /* the arguments of the run, kept in its settings for --resume */
+    char **argv;
+    char *resume_argv;    /* the buffer argv points into after --resume */
+    char **resume_args;   /* the array argv is after --resume */
+    const char *resume_path;
+    void *resume_state;   /* the trainer state of the checkpoint being resumed */
+    size_t resume_size;
 } train_run;
+
+/* Arguments are kept in the settings text joined by this byte, which no argument may hold. */
+#define ARG_SEPARATOR '\x1f'
 
 static void run_free(train_run *run)
 {
@@ -49,6 +60,9 @@ static void run_free(train_run *run)
     free(run->train_rows);
     free(run->val_rows);
     free(run->settings);
+    free(run->resume_argv);
+    free(run->resume_args);
+    dsc_free(run->resume_state);
     cli_output_abort(&run->log);
 }
 
@@ -199,6 +213,37 @@ static void log_epoch(train_run *run, const dsc_epoch_stats *s)
 /* Training                                                                                   */
 /* ------------------------------------------------------------------------------------------ */
 
+static char *settings_text(const train_run *run, const dsc_train_config *cfg);
+
+/* Write the checkpoint of the run as it stands; 0, or an exit status after the error. */
+static int save_checkpoint(train_run *run)
+{
+    free(run->settings);
+    run->settings = settings_text(run, &run->cfg);
+    if (!run->settings) {
+        cli_error("train: out of memory");
+        return EXIT_FAILURE_RUN;
+    }
+    int rc = dsc_checkpoint_save(run->args.checkpoint_path, run->model, run->trainer,
+                                 dsc_table_prep(run->table), run->settings);
+    if (rc < 0) {
+        cli_library_error(rc);
+        return EXIT_FAILURE_RUN;
+    }
+    return 0;
+}
+
+/* True when a checkpoint is due after the step just taken. */
+static int checkpoint_due(const train_run *run, int epoch_finished)
+{
+    if (!run->args.checkpoint_path)
+        return 0;
+    if (run->plan.checkpoint_in_steps)
+        return dsc_trainer_steps(run->trainer) % run->plan.checkpoint_every == 0;
+    return epoch_finished &&
+           dsc_trainer_epochs_done(run->trainer) % run->plan.checkpoint_every == 0;
+}
+
 /* Step until training stops, reporting every finished epoch; 0 or an exit status. */
 static int run_epochs(train_run *run, int classifier, size_t batch)
 {
@@ -207,16 +252,21 @@ static int run_epochs(train_run *run, int classifier, size_t batch)
     int64_t reported = 0, epoch_first_step = 0;
     int rc;
 
-    run->last_lr_scale = 1.0;
+    run->last_lr_scale = dsc_trainer_lr_scale(run->trainer);
+    reported = dsc_trainer_epochs_done(run->trainer);
+    epoch_first_step = reported > 0 ? dsc_trainer_history(run->trainer, NULL)[reported - 1].steps
+                                    : 0;
     do {
         rc = dsc_trainer_step(run->trainer);
         if (rc < 0) {
             clear_bar(run);
-            return cli_library_error(rc);
+            cli_library_error(rc);
+            return EXIT_FAILURE_RUN;
         }
 
         int64_t done = dsc_trainer_epochs_done(run->trainer);
-        if (done > reported) {
+        int epoch_finished = done > reported;
+        if (epoch_finished) {
             size_t n_epochs;
             const dsc_epoch_stats *history = dsc_trainer_history(run->trainer, &n_epochs);
             const dsc_epoch_stats *s = &history[n_epochs - 1];
@@ -235,9 +285,20 @@ static int run_epochs(train_run *run, int classifier, size_t batch)
             draw_bar(run, reported + 1, in_epoch, steps_per_epoch);
         }
 
+        if (rc == 1 && (checkpoint_due(run, epoch_finished) || interrupted) &&
+            run->args.checkpoint_path) {
+            int saved = save_checkpoint(run);
+            if (saved != 0)
+                return saved;
+        }
         if (interrupted) {
             clear_bar(run);
-            cli_error("interrupted; no model written");
+            if (run->args.checkpoint_path)
+                cli_error("interrupted; checkpoint written to %s (continue with: descent "
+                          "train --resume %s)", run->args.checkpoint_path,
+                          run->args.checkpoint_path);
+            else
+                cli_error("interrupted; no model written");
             return EXIT_FAILURE_RUN;
         }
     } while (rc == 1);
@@ -433,6 +494,26 @@ static int add_setting(char **buf, size_t *len, size_t *cap, const char *key, co
     return 0;
 }
 
+/* The line "argv=" with the run's arguments joined by ARG_SEPARATOR. */
+static int add_argv_setting(char **buf, size_t *len, size_t *cap, const train_run *run)
+{
+    size_t need = *len + 8;
+    for (int i = 0; i < run->argc; i++)
+        need += strlen(run->argv[i]) + 1;
+    if (need > *cap) {
+        char *grown = realloc(*buf, need * 2);
+        if (!grown)
+            return -1;
+        *buf = grown;
+        *cap = need * 2;
+    }
+    *len += (size_t)sprintf(*buf + *len, "argv=");
+    for (int i = 0; i < run->argc; i++)
+        *len += (size_t)sprintf(*buf + *len, "%s%s", i ? "\x1f" : "", run->argv[i]);
+    *len += (size_t)sprintf(*buf + *len, "\n");
+    return 0;
+}
+
 /* The options used, as "key=value" lines stored in the model file. */
 static char *settings_text(const train_run *run, const dsc_train_config *cfg)
 {
@@ -467,6 +548,7 @@ static char *settings_text(const train_run *run, const dsc_train_config *cfg)
     dsc_stop stop = dsc_trainer_stop_reason(run->trainer);
 
     bad |= add_setting(&buf, &len, &cap, "descent", "%s", DSC_VERSION);
+    bad |= add_argv_setting(&buf, &len, &cap, run);
     bad |= add_setting(&buf, &len, &cap, "data", "%s", a->data_path);
     if (a->target)
         bad |= add_setting(&buf, &len, &cap, "target", "%s", a->target);
@@ -533,15 +615,38 @@ static void print_summary(const train_run *run, int have_metric, double metric, 
     printf("; saved %s\n", run->args.model_path);
 }
 
-/* Open the history file (written to a temporary file, renamed once the model is saved). */
+/*
+ * Open the history file (written to a temporary file, renamed once the model is saved), with
+ * the epochs a resumed run had already finished.
+ */
 static int open_log(train_run *run)
 {
     if (!run->args.log_path)
         return 0;
     int rc = cli_output_open(&run->log, run->args.log_path);
-    if (rc == 0)
-        fputs("epoch,steps,train_loss,val_loss,val_metric,lr,seconds\n", run->log.fp);
-    return rc;
+    if (rc != 0)
+        return rc;
+    fputs("epoch,steps,train_loss,val_loss,val_metric,lr,seconds\n", run->log.fp);
+    size_t n_epochs;
+    const dsc_epoch_stats *history = dsc_trainer_history(run->trainer, &n_epochs);
+    for (size_t i = 0; i < n_epochs; i++)
+        log_epoch(run, &history[i]);
+    return 0;
+}
+
+/* The loss curves and the rate of the run, as SVG. */
+static int plot_run(const train_run *run)
+{
+    char title[512];
+    size_t n_epochs;
+    const dsc_epoch_stats *history = dsc_trainer_history(run->trainer, &n_epochs);
+    const char *slash = strrchr(run->args.data_path, '/');
+
+    snprintf(title, sizeof title, "%s, %s, batch %s on %s", train_kind_name(run->plan.kind),
+             dsc_optimizer_name(run->cfg.optim.kind), run->args.batch_text,
+             slash ? slash + 1 : run->args.data_path);
+    cli_curve curve = {"run", history, n_epochs};
+    return cli_plot_curves(run->args.plot_path, title, &curve, 1, 1);
 }
 
 /* Train after the options are parsed; 0 or an exit status. */
@@ -574,6 +679,18 @@ static int train(train_run *run)
     run->trainer = dsc_trainer_new(run->model, data, NULL, &cfg, &err);
     if (!run->trainer)
         return cli_library_error(err);
+    run->cfg = cfg;
+    if (run->resume_state) {
+        rc = dsc_trainer_state_load(run->trainer, run->resume_state, run->resume_size);
+        if (rc < 0) {
+            cli_error("--resume: %s: %s", run->resume_path, dsc_last_error());
+            return EXIT_USAGE;
+        }
+        if (!run->args.quiet)
+            fprintf(stderr, "resumed at epoch %lld, step %lld\n",
+                    (long long)dsc_trainer_epochs_done(run->trainer) + 1,
+                    (long long)dsc_trainer_steps(run->trainer) + 1);
+    }
     if ((rc = open_log(run)) != 0)
         return rc;
 
@@ -602,10 +719,81 @@ static int train(train_run *run)
         unlink(run->args.model_path);
         return rc;
     }
+    if (run->args.plot_path && (rc = plot_run(run)) != 0)
+        return rc;
     print_summary(run, run->n_val > 0, metric, classifier);
     if (fflush(stdout) != 0 || ferror(stdout)) {
         cli_error("-: write failed");
         return EXIT_FAILURE_RUN;
+    }
+    return 0;
+}
+
+/*
+ * --resume FILE: load the checkpoint, and parse the arguments of the run it saved in place
+ * of the command line. 0, or an exit status after the error line.
+ */
+static int load_resume(train_run *run, int *argc, char ***argv)
+{
+    const char *path = run->resume_path = run->args.resume_path;
+    size_t given = 0;
+
+    for (size_t i = 0; i < run->args.n_options; i++)
+        given += (size_t)run->args.table[i].given;
+    if (given != 1 || *argc != 3) {
+        cli_error("--resume: takes no other argument; the run's own come from the checkpoint");
+        return EXIT_USAGE;
+    }
+
+    char *settings = NULL;
+    int rc = dsc_checkpoint_load(path, NULL, NULL, &settings, &run->resume_state,
+                                 &run->resume_size);
+    if (rc < 0)
+        return cli_library_error(rc);
+    const char *line = settings ? strstr(settings, "argv=") : NULL;
+    if (!line || (line != settings && line[-1] != '\n')) {
+        dsc_free(settings);
+        cli_error("--resume: %s: the checkpoint does not record its arguments", path);
+        return EXIT_USAGE;
+    }
+
+    /* Split the arguments of the run out of their line. */
+    line += strlen("argv=");
+    size_t len = strcspn(line, "\n");
+    run->resume_argv = malloc(len + 1);
+    run->resume_args = malloc((len + 2) * sizeof *run->resume_args);
+    if (!run->resume_argv || !run->resume_args) {
+        dsc_free(settings);
+        cli_error("train: out of memory");
+        return EXIT_FAILURE_RUN;
+    }
+    memcpy(run->resume_argv, line, len);
+    run->resume_argv[len] = '\0';
+    dsc_free(settings);
+    int n = 0;
+    for (char *p = run->resume_argv;; p++) {
+        char *end = strchr(p, ARG_SEPARATOR);
+        run->resume_args[n++] = p;
+        if (!end)
+            break;
+        *end = '\0';
+        p = end;
+    }
+    run->resume_args[n] = NULL;
+    *argc = n;
+    *argv = run->resume_args;
+    return 0;
+}
+
+/* The arguments of a checkpointed run must survive being joined into one settings line. */
+static int check_arguments(int argc, char **argv)
+{
+    for (int i = 0; i < argc; i++) {
+        if (strchr(argv[i], ARG_SEPARATOR) || strchr(argv[i], '\n')) {
+            cli_error("--checkpoint: argument %d holds a line break or a 0x1f byte, which a "
+                      "checkpoint cannot record", i);
+            return EXIT_USAGE;
+        }
     }
     return 0;
 }
@@ -620,6 +808,19 @@ int cmd_train(int argc, char **argv)
         return EXIT_FAILURE_RUN;
     }
     int rc = train_parse(argc, argv, &run->args, &run->plan, &help_shown);
+    if (rc == 0 && !help_shown && run->args.resume_path) {
+        rc = load_resume(run, &argc, &argv);
+        if (rc == 0)
+            rc = train_parse(argc, argv, &run->args, &run->plan, &help_shown);
+        if (rc == 0 && run->args.resume_path) {
+            cli_error("--resume: the checkpoint's own arguments hold --resume");
+            rc = EXIT_USAGE;
+        }
+    }
+    if (rc == 0 && run->args.checkpoint_path)
+        rc = check_arguments(argc, argv);
+    run->argc = argc;
+    run->argv = argv;
     if (rc == 0 && !help_shown) {
         struct sigaction action;
         memset(&action, 0, sizeof action);

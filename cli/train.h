@@ -8,7 +8,7 @@
 #include "cli.h"
 
 /* Room for the train option table. */
-#define TRAIN_MAX_OPTIONS 40
+#define TRAIN_MAX_OPTIONS 48
 
 /* The default width of an mlp's one hidden layer, scikit-learn's MLP default. */
 #define TRAIN_DEFAULT_HIDDEN 100
@@ -39,6 +39,11 @@ typedef struct train_args {
     const char *missing_text;
     const char *log_path;
     const char *labels_path;
+    const char *checkpoint_path;
+    const char *checkpoint_every_text;
+    const char *resume_path;
+    const char *on_divergence_text;
+    const char *plot_path;
     double lr, momentum, beta1, beta2, eps, rho, weight_decay, l1, l2;
     double tol, val, clip_norm;
     int64_t epochs, patience, warmup, seed, threads;
@@ -66,6 +71,9 @@ typedef struct train_plan {
     size_t batch;
     dsc_init init;
     int balanced;
+    int64_t checkpoint_every;  /* epochs or steps between checkpoints */
+    int checkpoint_in_steps;   /* checkpoint_every counts steps rather than epochs */
+    dsc_divergence on_divergence;
 } train_plan;
 
 /*

@@ -70,6 +70,8 @@ static void build_table(train_args *a)
     a->epochs = 200;
     a->tol = 1e-4;
     a->patience = 5;
+    a->checkpoint_every_text = "1";
+    a->on_divergence_text = "backoff";
 
     const cli_option table[] = {
         CLI_TEXT_OPTION("--output", "MODEL", a->model_path, "the model file to write",
@@ -153,6 +155,17 @@ static void build_table(train_args *a)
         CLI_FLAG_OPTION("--quiet", a->quiet, "no per-epoch lines on standard error"),
         CLI_TEXT_OPTION("--log", "FILE.csv", a->log_path,
                         "write the per-epoch history as CSV", "none"),
+        CLI_TEXT_OPTION("--plot", "FILE.svg", a->plot_path,
+                        "draw the training and validation loss and the rate as SVG", "none"),
+        CLI_TEXT_OPTION("--on-divergence", "WHAT", a->on_divergence_text,
+                        "backoff (roll back, lower the rate, go on) or stop", "backoff"),
+        CLI_TEXT_OPTION("--checkpoint", "FILE", a->checkpoint_path,
+                        "save the whole training state here, atomically, as training goes "
+                        "and on SIGINT or SIGTERM", "none"),
+        CLI_TEXT_OPTION("--checkpoint-every", "N[s]", a->checkpoint_every_text,
+                        "epochs between checkpoints, or steps with a trailing s (500s)", "1"),
+        CLI_TEXT_OPTION("--resume", "FILE", a->resume_path,
+                        "continue the run saved in a checkpoint (no other option)", "none"),
     };
     memcpy(a->table, table, sizeof table);
     a->n_options = sizeof table / sizeof table[0];
@@ -362,6 +375,34 @@ static int decide_task(const train_args *a, train_plan *plan)
     return 0;
 }
 
+/* --checkpoint-every N[s] and --on-divergence. */
+static int parse_run_control(const train_args *args, train_plan *plan)
+{
+    const char *every = args->checkpoint_every_text;
+    size_t len = strlen(every);
+    char number[32];
+    int64_t n;
+
+    plan->checkpoint_in_steps = len > 1 && every[len - 1] == 's';
+    if (len == 0 || len >= sizeof number)
+        return cli_bad_value("--checkpoint-every", "a positive count of epochs, or of steps "
+                             "with a trailing s", every);
+    memcpy(number, every, len - (size_t)plan->checkpoint_in_steps);
+    number[len - (size_t)plan->checkpoint_in_steps] = '\0';
+    if (cli_parse_int64(number, &n) != 0 || n < 1)
+        return cli_bad_value("--checkpoint-every", "a positive count of epochs, or of steps "
+                             "with a trailing s", every);
+    plan->checkpoint_every = n;
+
+    if (strcmp(args->on_divergence_text, "backoff") == 0)
+        plan->on_divergence = DSC_DIVERGE_BACKOFF;
+    else if (strcmp(args->on_divergence_text, "stop") == 0)
+        plan->on_divergence = DSC_DIVERGE_STOP;
+    else
+        return cli_bad_value("--on-divergence", "backoff or stop", args->on_divergence_text);
+    return 0;
+}
+
 int train_parse(int argc, char **argv, train_args *args, train_plan *plan, int *help_shown)
 {
     const char *positional[1];
@@ -373,6 +414,8 @@ int train_parse(int argc, char **argv, train_args *args, train_plan *plan, int *
                        1, &n_positional, help_shown);
     if (rc != 0 || *help_shown)
         return rc;
+    if (args->resume_path)
+        return 0; /* the rest comes from the checkpoint: see cmd_train */
     if (n_positional != 1) {
         cli_error("train: expected a data file (usage: %s)", train_command.usage);
         return EXIT_USAGE;
@@ -387,7 +430,7 @@ int train_parse(int argc, char **argv, train_args *args, train_plan *plan, int *
         cli_error("-o: the model must go to a file, not to standard output");
         return EXIT_USAGE;
     }
-    if ((rc = check_choices(args, plan)) != 0)
+    if ((rc = check_choices(args, plan)) != 0 || (rc = parse_run_control(args, plan)) != 0)
         return rc;
     return decide_task(args, plan);
 }
@@ -629,6 +672,7 @@ int train_make_config(const train_args *a, const train_plan *plan, int classifie
     cfg->clip_norm = a->clip_norm;
     cfg->objective.l1 = a->l1;
     cfg->objective.l2 = a->l2;
+    cfg->on_divergence = plan->on_divergence;
 
     if (plan->balanced && !classifier) {
         cli_error("--class-weight: balanced weights need a classifier; the target is numeric");
