@@ -93,8 +93,95 @@ test-plain: all $(BUILD)/run-tests
 test-asan:
 	$(MAKE) --no-print-directory BUILD=build/asan OPT=-O1 SAN="$(SAN_FLAGS)" test-plain
 
+# The main job on bundled real data: an MLP on the UCI digits and logistic regression on
+# the breast-cancer set, each with a held-out fifth of the rows.
 demo: all
-	$(BUILD)/examples/quickstart
+	@$(BUILD)/descent train data/digits.csv -o $(BUILD)/digits.dsc --model mlp --loss softmax \
+	    --hidden 128 --epochs 60 --val 0.2 --seed 1 --quiet
+	@$(BUILD)/descent train data/breast_cancer.csv -o $(BUILD)/breast_cancer.dsc --val 0.2 \
+	    --seed 1 --quiet
 
 clean:
 	rm -rf build
+
+# ---- Benchmark (see bench/README.md) ------------------------------------------------------
+# `make bench` builds the driver against the static library and runs bench/run.py: data with
+# a fixed seed, descent and its peers (scikit-learn, PyTorch, LIBLINEAR), the tables. It is
+# never part of `make test`. `make bench BENCH_QUICK=1` is a smoke run about 10x smaller.
+BENCH_PYTHON ?= /usr/bin/python3
+BENCH_OPENBLAS := $(shell pkg-config --exists openblas 2>/dev/null && echo yes)
+BENCH_CFLAGS := $(if $(BENCH_OPENBLAS),-DBENCH_HAVE_CBLAS $(shell pkg-config --cflags openblas))
+BENCH_LIBS := $(if $(BENCH_OPENBLAS),$(shell pkg-config --libs openblas))
+BENCH_QUICK_FLAG := $(if $(filter 1 yes true,$(BENCH_QUICK)),--quick)
+
+.PHONY: bench bench-build
+
+bench-build: $(BUILD)/bench/descent_bench
+
+# Without the data readers in the library yet, the driver builds without task 2 (n/a).
+$(BUILD)/bench/descent_bench: bench/descent_bench.c include/descent.h $(BUILD)/libdescent.a
+	mkdir -p $(BUILD)/bench
+	$(CC) $(CFLAGS) $(BENCH_CFLAGS) -o $@ $< $(BUILD)/libdescent.a $(BENCH_LIBS) $(LDLIBS) || \
+	$(CC) $(CFLAGS) $(BENCH_CFLAGS) -DBENCH_NO_TABLE_READ -o $@ $< $(BUILD)/libdescent.a \
+	    $(BENCH_LIBS) $(LDLIBS)
+
+bench: bench-build
+	$(MAKE) --no-print-directory $(BUILD)/descent || \
+	    echo "bench: $(BUILD)/descent did not build; task 5 will say n/a"
+	$(BENCH_PYTHON) bench/run.py --bench-bin $(BUILD)/bench/descent_bench \
+	    --descent $(BUILD)/descent $(BENCH_QUICK_FLAG)
+
+# ---- Fuzzing (tests/fuzz) ------------------------------------------------------------------
+# `make fuzz` builds the libFuzzer harnesses with clang, ASan and UBSan in build/fuzz (the
+# library and the command's sources compiled there) and runs each for FUZZ_SECONDS from its
+# seed corpus tests/fuzz/corpus/NAME; what it finds goes to build/fuzz/corpus/NAME, crashes
+# to build/fuzz/crash-NAME-*. `make fuzz-run-csv` runs one. Never part of `make test`.
+FUZZ_CC ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_DIR := build/fuzz
+FUZZ_NAMES := csv libsvm npy idx model checkpoint options
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FUZZ_CFLAGS = -O1 $(CFLAGS_BASE) -DDSC_NO_CLONES $(if $(HAVE_ZLIB),-DDSC_HAVE_ZLIB) $(FUZZ_SAN)
+FUZZ_LIB_OBJ = $(patsubst src/%.c,$(FUZZ_DIR)/obj/%.o,$(LIB_SRC))
+FUZZ_CLI_OBJ = $(patsubst cli/%.c,$(FUZZ_DIR)/cli/%.o,$(filter-out cli/main.c,$(CLI_SRC)))
+FUZZ_MAXLEN_csv := 4096
+FUZZ_MAXLEN_libsvm := 4096
+FUZZ_MAXLEN_npy := 2048
+FUZZ_MAXLEN_idx := 2048
+FUZZ_MAXLEN_model := 4096
+FUZZ_MAXLEN_checkpoint := 8192
+FUZZ_MAXLEN_options := 512
+FUZZ_FLAGS_options := -close_fd_mask=3
+
+.PHONY: fuzz fuzz-check fuzz-build
+
+fuzz: $(addprefix fuzz-run-,$(FUZZ_NAMES))
+
+fuzz-check:
+	@printf 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n) { return 0; }\n' | \
+	    $(FUZZ_CC) -fsanitize=fuzzer,address,undefined -x c - -o /dev/null 2>/dev/null || \
+	    { echo "fuzz: '$(FUZZ_CC)' cannot build libFuzzer targets with ASan and UBSan;" \
+	      "install clang and its runtime (Debian: clang libclang-rt-14-dev) or set FUZZ_CC"; \
+	      exit 1; }
+
+fuzz-build: fuzz-check $(addprefix $(FUZZ_DIR)/fuzz_,$(FUZZ_NAMES))
+
+$(FUZZ_DIR)/obj/%.o: src/%.c include/descent.h src/internal.h Makefile | fuzz-check
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+
+$(FUZZ_DIR)/cli/%.o: cli/%.c include/descent.h $(wildcard cli/*.h) | fuzz-check
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -Icli -c $< -o $@
+
+$(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c $(wildcard tests/fuzz/*.h) $(FUZZ_LIB_OBJ) \
+		$(FUZZ_CLI_OBJ) | fuzz-check
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -Icli -Itests/fuzz -o $@ $< $(FUZZ_LIB_OBJ) \
+	    $(if $(filter fuzz_options,$(@F)),$(FUZZ_CLI_OBJ)) -lm $(if $(HAVE_ZLIB),-lz)
+
+fuzz-run-%: $(FUZZ_DIR)/fuzz_%
+	@mkdir -p $(FUZZ_DIR)/corpus/$*
+	$< -max_total_time=$(FUZZ_SECONDS) -max_len=$(FUZZ_MAXLEN_$*) -timeout=10 \
+	    -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix=$(FUZZ_DIR)/crash-$*- \
+	    $(FUZZ_FLAGS_$*) $(if $(wildcard tests/fuzz/$*.dict),-dict=tests/fuzz/$*.dict) \
+	    $(FUZZ_DIR)/corpus/$* tests/fuzz/corpus/$*
