@@ -652,7 +652,9 @@ typedef struct dsc_read_options {
     char delimiter;          /* CSV: ',', ';', '\t' or '|'; [0] detects it */
     int header;              /* CSV: 1 present, 0 absent, [-1] detect */
     const char *target;      /* CSV: column name or 1-based index; [NULL] the last column */
-    int classify;            /* 1 targets are classes, 0 regression, [-1] strings are classes */
+    /* 1 targets are classes, 0 regression; [-1]: text targets (CSV), whole-number targets
+     * (LIBSVM, .npy) and IDX labels are classes */
+    int classify;
     size_t max_levels;       /* CSV: most levels of a one-hot encoded column [1000] */
     dsc_missing missing;     /* [DSC_MISSING_ERROR] */
     const char *labels_path; /* .npy targets, or the IDX labels file; [NULL] none */

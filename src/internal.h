@@ -173,6 +173,18 @@ int dsc__read_idx(dsc_table *table, const char *path, const dsc_read_options *op
                   const dsc_prep *prep);
 
 /*
+ * Helpers the LIBSVM, .npy and IDX readers share (libsvm.c): geometric growth of an array
+ * with an overflow-checked limit, the text of a numeric class label, and learning or
+ * mapping numeric labels to classes.
+ */
+void *dsc__grow(void *array, size_t *capacity, size_t used, size_t need, size_t limit,
+                size_t elem_size);
+size_t dsc__class_text(float value, char *buf, size_t size);
+int dsc__learn_classes(dsc_prep *prep, const float *values, size_t n, int32_t *labels);
+int dsc__map_classes(dsc_prep *prep, const float *values, size_t n, int32_t *labels,
+                     size_t *bad_row);
+
+/*
  * Parse a number the same way in every locale (prep.c): text[0..len) must be a complete
  * decimal or exponent number (inf and nan are rejected). Returns 0 and *out on success,
  * DSC_EFORMAT for text that is not a number, DSC_ELIMIT for a finite number beyond float.
