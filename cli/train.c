@@ -28,11 +28,9 @@ static void on_signal(int sig)
 typedef struct train_run {
     train_args args;
     train_plan plan;
-    dsc_table *table;
+    train_data input;
     dsc_model *model;
     dsc_trainer *trainer;
-    uint32_t *train_rows, *val_rows;
-    size_t n_train, n_val;
     cli_output log;
     char *settings;
     int progress;         /* draw a progress bar (standard error is a terminal) */
@@ -56,9 +54,7 @@ static void run_free(train_run *run)
 {
     dsc_trainer_free(run->trainer);
     dsc_model_free(run->model);
-    dsc_table_free(run->table);
-    free(run->train_rows);
-    free(run->val_rows);
+    train_data_free(&run->input);
     free(run->settings);
     free(run->resume_argv);
     free(run->resume_args);
@@ -89,22 +85,30 @@ static int check_model_folder(const char *path)
     return 0;
 }
 
-static int read_data(train_run *run)
+void train_data_free(train_data *data)
+{
+    dsc_table_free(data->table);
+    free(data->train_rows);
+    free(data->val_rows);
+    memset(data, 0, sizeof *data);
+}
+
+static int read_data(const train_args *args, const train_plan *plan, train_data *input)
 {
     dsc_read_options opts;
     int err = 0;
 
     dsc_read_options_default(&opts);
-    opts.format = run->plan.format;
-    opts.target = run->args.target;
-    opts.classify = run->plan.classify;
-    opts.missing = run->plan.missing;
-    opts.labels_path = run->args.labels_path;
-    run->table = dsc_table_read(run->args.data_path, &opts, NULL, &err);
-    if (!run->table)
+    opts.format = plan->format;
+    opts.target = args->target;
+    opts.classify = plan->classify;
+    opts.missing = plan->missing;
+    opts.labels_path = args->labels_path;
+    input->table = dsc_table_read(args->data_path, &opts, NULL, &err);
+    if (!input->table)
         return cli_library_error(err);
-    if (dsc_table_data(run->table)->n_rows == 0) {
-        cli_error("%s: no data rows", run->args.data_path);
+    if (dsc_table_data(input->table)->n_rows == 0) {
+        cli_error("%s: no data rows", args->data_path);
         return EXIT_USAGE;
     }
     return 0;
@@ -114,39 +118,59 @@ static int read_data(train_run *run)
  * Hold out the validation rows exactly as the trainer will (same fraction, seed and
  * stratification), fit the preprocessing on the other rows, and apply it to all.
  */
-static int prepare_data(train_run *run, int classifier, size_t n_classes)
+static int prepare_data(const train_args *args, train_data *input, int classifier,
+                        size_t n_classes)
 {
-    const dsc_data *data = dsc_table_data(run->table);
-    dsc_prep *prep = dsc_table_prep(run->table);
+    const dsc_data *data = dsc_table_data(input->table);
+    dsc_prep *prep = dsc_table_prep(input->table);
     size_t n_rows = data->n_rows;
     int rc;
 
-    run->n_train = n_rows;
-    if (run->args.val > 0.0) {
-        run->train_rows = malloc(n_rows * sizeof *run->train_rows);
-        run->val_rows = malloc(n_rows * sizeof *run->val_rows);
-        if (!run->train_rows || !run->val_rows) {
+    input->n_train = n_rows;
+    if (args->val > 0.0) {
+        input->train_rows = malloc(n_rows * sizeof *input->train_rows);
+        input->val_rows = malloc(n_rows * sizeof *input->val_rows);
+        if (!input->train_rows || !input->val_rows) {
             cli_error("train: out of memory");
             return EXIT_FAILURE_RUN;
         }
-        rc = dsc_split_rows(n_rows, classifier ? data->label : NULL, n_classes, run->args.val,
-                            (uint64_t)run->args.seed, run->train_rows, &run->n_train,
-                            run->val_rows, &run->n_val);
+        rc = dsc_split_rows(n_rows, classifier ? data->label : NULL, n_classes, args->val,
+                            (uint64_t)args->seed, input->train_rows, &input->n_train,
+                            input->val_rows, &input->n_val);
         if (rc < 0)
             return cli_library_error(rc);
-        if (run->n_train == 0 || run->n_val == 0) {
+        if (input->n_train == 0 || input->n_val == 0) {
             cli_error("--val: %g of %zu rows leaves %zu training and %zu validation rows",
-                      run->args.val, n_rows, run->n_train, run->n_val);
+                      args->val, n_rows, input->n_train, input->n_val);
             return EXIT_USAGE;
         }
     }
 
     /* Sparse features are never standardised (centring would make them dense). */
-    int standardize = !run->args.no_standardize && data->x != NULL;
-    rc = dsc_prep_fit(prep, run->table, run->train_rows, run->n_train, standardize);
+    int standardize = !args->no_standardize && data->x != NULL;
+    rc = dsc_prep_fit(prep, input->table, input->train_rows, input->n_train, standardize);
     if (rc >= 0)
-        rc = dsc_prep_apply(prep, run->table);
+        rc = dsc_prep_apply(prep, input->table);
     return rc < 0 ? cli_library_error(rc) : 0;
+}
+
+int train_setup(const train_args *args, train_plan *plan, train_data *input,
+                dsc_model_config *model_cfg, dsc_train_config *cfg)
+{
+    int rc = read_data(args, plan, input);
+    if (rc != 0)
+        return rc;
+
+    const dsc_data *data = dsc_table_data(input->table);
+    size_t n_classes = dsc_prep_n_classes(dsc_table_prep(input->table));
+    size_t n_targets = data->n_targets > 0 ? data->n_targets : 1;
+    rc = train_resolve_model(args, plan, data->n_features, n_classes, n_targets, model_cfg);
+    if (rc != 0)
+        return rc;
+    int classifier = dsc_loss_is_classification(model_cfg->loss);
+    if ((rc = train_make_config(args, plan, classifier, cfg)) != 0)
+        return rc;
+    return prepare_data(args, input, classifier, n_classes);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -197,10 +221,12 @@ static void log_number(FILE *out, double value, int last)
 
 static void log_epoch(train_run *run, const dsc_epoch_stats *s)
 {
-    FILE *out = run->log.fp;
+    if (run->log.fp)
+        train_log_line(run->log.fp, s);
+}
 
-    if (!out)
-        return;
+void train_log_line(FILE *out, const dsc_epoch_stats *s)
+{
     fprintf(out, "%lld,%lld,", (long long)s->epoch, (long long)s->steps);
     log_number(out, s->train_loss, 0);
     log_number(out, s->val_loss, 0);
@@ -225,7 +251,7 @@ static int save_checkpoint(train_run *run)
         return EXIT_FAILURE_RUN;
     }
     int rc = dsc_checkpoint_save(run->args.checkpoint_path, run->model, run->trainer,
-                                 dsc_table_prep(run->table), run->settings);
+                                 dsc_table_prep(run->input.table), run->settings);
     if (rc < 0) {
         cli_library_error(rc);
         return EXIT_FAILURE_RUN;
@@ -247,8 +273,8 @@ static int checkpoint_due(const train_run *run, int epoch_finished)
 /* Step until training stops, reporting every finished epoch; 0 or an exit status. */
 static int run_epochs(train_run *run, int classifier, size_t batch)
 {
-    size_t per_step = batch < run->n_train ? batch : run->n_train;
-    int64_t steps_per_epoch = (int64_t)((run->n_train + per_step - 1) / per_step);
+    size_t per_step = batch < run->input.n_train ? batch : run->input.n_train;
+    int64_t steps_per_epoch = (int64_t)((run->input.n_train + per_step - 1) / per_step);
     int64_t reported = 0, epoch_first_step = 0;
     int rc;
 
@@ -343,8 +369,8 @@ static void print_stop(const train_run *run)
  * functions, which take a contiguous range of rows, can run on them. Buffers go to *owned
  * (at most 4), freed by the caller.
  */
-static int gather_rows(const dsc_data *d, const uint32_t *rows, size_t n, dsc_data *out,
-                       void *owned[4])
+int train_gather_rows(const dsc_data *d, const uint32_t *rows, size_t n, dsc_data *out,
+                      void *owned[4])
 {
     memset(out, 0, sizeof *out);
     out->n_rows = n;
@@ -448,7 +474,8 @@ static int held_out_metric(train_run *run, double *metric)
 {
     dsc_data subset;
     void *owned[4] = {NULL, NULL, NULL, NULL};
-    int rc = gather_rows(dsc_table_data(run->table), run->val_rows, run->n_val, &subset, owned);
+    int rc = train_gather_rows(dsc_table_data(run->input.table), run->input.val_rows,
+                               run->input.n_val, &subset, owned);
 
     if (rc == 0) {
         rc = score(run->model, &subset, metric);
@@ -521,7 +548,7 @@ static char *settings_text(const train_run *run, const dsc_train_config *cfg)
     const train_plan *p = &run->plan;
     const dsc_model_config *mc = dsc_model_config_of(run->model);
     const dsc_optim_config *o = &cfg->optim;
-    dsc_prep *prep = dsc_table_prep(run->table);
+    dsc_prep *prep = dsc_table_prep(run->input.table);
     char hidden[256] = "", activation[256] = "", loss[64];
     size_t len = 0, cap = 0, used = 0;
     char *buf = NULL;
@@ -586,7 +613,7 @@ static char *settings_text(const train_run *run, const dsc_train_config *cfg)
     bad |= add_setting(&buf, &len, &cap, "seed", "%lld", (long long)a->seed);
     bad |= add_setting(&buf, &len, &cap, "init", "%s", a->init_text);
     bad |= add_setting(&buf, &len, &cap, "standardize", "%d",
-                       !a->no_standardize && dsc_table_data(run->table)->x != NULL);
+                       !a->no_standardize && dsc_table_data(run->input.table)->x != NULL);
     bad |= add_setting(&buf, &len, &cap, "shuffle", "%d", !a->no_shuffle);
     bad |= add_setting(&buf, &len, &cap, "threads", "%d", dsc_threads());
     bad |= add_setting(&buf, &len, &cap, "epochs_run", "%zu", n_epochs);
@@ -601,15 +628,15 @@ static char *settings_text(const train_run *run, const dsc_train_config *cfg)
 /* The summary line on standard output. */
 static void print_summary(const train_run *run, int have_metric, double metric, int classifier)
 {
-    const dsc_data *data = dsc_table_data(run->table);
+    const dsc_data *data = dsc_table_data(run->input.table);
     size_t n_epochs;
     const dsc_epoch_stats *history = dsc_trainer_history(run->trainer, &n_epochs);
 
     printf("trained %s on %zu rows, %zu features", train_kind_name(run->plan.kind),
-           run->n_train, data->n_features);
+           run->input.n_train, data->n_features);
     if (have_metric)
         printf("; held-out %s %.4f on %zu rows", classifier ? "accuracy" : "R^2", metric,
-               run->n_val);
+               run->input.n_val);
     else if (n_epochs > 0)
         printf("; training loss %.6g", history[n_epochs - 1].train_loss);
     printf("; saved %s\n", run->args.model_path);
@@ -626,7 +653,7 @@ static int open_log(train_run *run)
     int rc = cli_output_open(&run->log, run->args.log_path);
     if (rc != 0)
         return rc;
-    fputs("epoch,steps,train_loss,val_loss,val_metric,lr,seconds\n", run->log.fp);
+    fprintf(run->log.fp, "%s\n", TRAIN_LOG_HEADER);
     size_t n_epochs;
     const dsc_epoch_stats *history = dsc_trainer_history(run->trainer, &n_epochs);
     for (size_t i = 0; i < n_epochs; i++)
@@ -656,26 +683,19 @@ static int train(train_run *run)
     dsc_train_config cfg;
     int rc, err = 0;
 
-    if ((rc = check_model_folder(run->args.model_path)) != 0 || (rc = read_data(run)) != 0)
+    if ((rc = check_model_folder(run->args.model_path)) != 0 ||
+        (rc = train_setup(&run->args, &run->plan, &run->input, &model_cfg, &cfg)) != 0)
         return rc;
 
-    const dsc_data *data = dsc_table_data(run->table);
-    dsc_prep *prep = dsc_table_prep(run->table);
-    size_t n_classes = dsc_prep_n_classes(prep);
-    size_t n_targets = data->n_targets > 0 ? data->n_targets : 1;
-    rc = train_resolve_model(&run->args, &run->plan, data->n_features, n_classes, n_targets,
-                             &model_cfg);
-    if (rc != 0)
-        return rc;
+    const dsc_data *data = dsc_table_data(run->input.table);
+    dsc_prep *prep = dsc_table_prep(run->input.table);
     int classifier = dsc_loss_is_classification(model_cfg.loss);
-    if ((rc = train_make_config(&run->args, &run->plan, classifier, &cfg)) != 0)
-        return rc;
-    if ((rc = prepare_data(run, classifier, n_classes)) != 0)
-        return rc;
-
     run->model = dsc_model_new(&model_cfg, &err);
     if (!run->model)
         return cli_library_error(err);
+    if (run->args.lr_auto &&
+        (rc = train_find_rate(&run->args, &run->plan, &run->input, run->model, &cfg)) != 0)
+        return rc;
     run->trainer = dsc_trainer_new(run->model, data, NULL, &cfg, &err);
     if (!run->trainer)
         return cli_library_error(err);
@@ -701,10 +721,11 @@ static int train(train_run *run)
         print_stop(run);
 
     double metric = 0.0;
-    if (run->n_val > 0 && (rc = held_out_metric(run, &metric)) != 0)
+    if (run->input.n_val > 0 && (rc = held_out_metric(run, &metric)) != 0)
         return rc;
 
     /* Save the model, then put the history in place; a failure leaves neither behind. */
+    free(run->settings);
     run->settings = settings_text(run, &cfg);
     if (!run->settings) {
         cli_error("train: out of memory");
@@ -721,7 +742,7 @@ static int train(train_run *run)
     }
     if (run->args.plot_path && (rc = plot_run(run)) != 0)
         return rc;
-    print_summary(run, run->n_val > 0, metric, classifier);
+    print_summary(run, run->input.n_val > 0, metric, classifier);
     if (fflush(stdout) != 0 || ferror(stdout)) {
         cli_error("-: write failed");
         return EXIT_FAILURE_RUN;
