@@ -189,5 +189,7 @@ int cmd_train(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
+int cmd_compare(int argc, char **argv);
+int cmd_lr_find(int argc, char **argv);
 
 #endif /* DSC_CLI_H */

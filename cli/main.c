@@ -15,6 +15,9 @@ static const char overview[] =
     "  predict MODEL DATA [-o OUT] [--proba]  write a prediction for every row of DATA\n"
     "  eval MODEL DATA                        print the model's metrics on DATA\n"
     "  inspect MODEL [--weights]              print the model as JSON\n"
+    "  compare DATA [--optimizers A,B,..]     race optimizers, batch sizes (--batch 1,32,full)\n"
+    "                                         or rates (--lr 0.001,0.01) on DATA\n"
+    "  lr-find DATA [--plot FILE.svg]         suggest a learning rate by a range test\n"
     "\n"
     "  descent COMMAND --help                 the options of a command\n"
     "  descent --version                      the version and the optional parts built in\n"
@@ -33,6 +36,8 @@ int main(int argc, char **argv)
         {"predict", cmd_predict},
         {"eval", cmd_eval},
         {"inspect", cmd_inspect},
+        {"compare", cmd_compare},
+        {"lr-find", cmd_lr_find},
     };
 
     if (argc < 2) {

@@ -56,8 +56,7 @@ int train_given(const train_args *args, const char *name)
     return 0;
 }
 
-/* Fill the option table with the defaults of every value. */
-static void build_table(train_args *a)
+void train_build_options(train_args *a)
 {
     memset(a, 0, sizeof *a);
     a->format_text = "auto";
@@ -98,9 +97,10 @@ static void build_table(train_args *a)
         CLI_TEXT_OPTION("--optimizer", "NAME", a->optimizer_text,
                         "sgd, momentum, nesterov, adagrad, rmsprop, adadelta, adam, adamw, "
                         "adamax or nadam", "adam"),
-        CLI_REAL_OPTION("--lr", "X", a->lr, 0, 0, INFINITY, 0, "learning rate",
-                        "the optimizer's torch default: 0.001 for sgd and adam, 0.01 for "
-                        "adagrad and rmsprop, 1 for adadelta, "
+        CLI_TEXT_OPTION("--lr", "X", a->lr_text,
+                        "learning rate; auto: the rate that lr-find suggests for these "
+                        "settings", "the optimizer's torch default: 0.001 for sgd and adam, "
+                        "0.01 for adagrad and rmsprop, 1 for adadelta, "
                         "0.002 for adamax and nadam"),
         CLI_REAL_OPTION("--momentum", "X", a->momentum, 0, 0, 1, 1,
                         "momentum of the sgd kinds and rmsprop",
@@ -170,6 +170,28 @@ static void build_table(train_args *a)
     memcpy(a->table, table, sizeof table);
     a->n_options = sizeof table / sizeof table[0];
     a->table[0].alias = "-o";
+}
+
+void train_drop_options(train_args *a, const char *const *names, size_t n_names)
+{
+    size_t kept = 0;
+
+    for (size_t i = 0; i < a->n_options; i++) {
+        int drop = 0;
+        for (size_t k = 0; k < n_names; k++)
+            drop |= strcmp(a->table[i].name, names[k]) == 0;
+        if (!drop)
+            a->table[kept++] = a->table[i];
+    }
+    a->n_options = kept;
+}
+
+int train_add_option(train_args *a, const cli_option *option)
+{
+    if (a->n_options == TRAIN_MAX_OPTIONS)
+        return -1;
+    a->table[a->n_options++] = *option;
+    return 0;
 }
 
 /* A name of a list, accepting '-' for '_' ("leaky-relu"); -1 when unknown. */
@@ -297,8 +319,23 @@ static int parse_init(const char *text, dsc_init *init)
     return cli_bad_value("--init", "auto, zeros, xavier, xavier-normal, he or he-normal", text);
 }
 
+/* --lr: a finite number >= 0 (the optimizer's check rejects 0), or "auto". */
+static int parse_lr(train_args *a)
+{
+    a->lr_auto = 0;
+    if (!a->lr_text)
+        return 0;
+    if (strcmp(a->lr_text, "auto") == 0) {
+        a->lr_auto = 1;
+        return 0;
+    }
+    if (cli_parse_double(a->lr_text, &a->lr) != 0 || !(a->lr >= 0.0))
+        return cli_bad_value("--lr", "a number >= 0", a->lr_text);
+    return 0;
+}
+
 /* Check the options that name a choice, before any data is read. */
-static int check_choices(const train_args *a, train_plan *plan)
+static int check_choices(train_args *a, train_plan *plan)
 {
     int rc, id;
 
@@ -349,7 +386,7 @@ static int check_choices(const train_args *a, train_plan *plan)
         plan->batch = (size_t)batch;
     }
 
-    if ((rc = parse_init(a->init_text, &plan->init)) != 0)
+    if ((rc = parse_lr(a)) != 0 || (rc = parse_init(a->init_text, &plan->init)) != 0)
         return rc;
     if (strcmp(a->class_weight_text, "balanced") == 0)
         plan->balanced = 1;
@@ -403,12 +440,21 @@ static int parse_run_control(const train_args *args, train_plan *plan)
     return 0;
 }
 
+int train_check_options(train_args *args, train_plan *plan)
+{
+    int rc;
+
+    if ((rc = check_choices(args, plan)) != 0 || (rc = parse_run_control(args, plan)) != 0)
+        return rc;
+    return decide_task(args, plan);
+}
+
 int train_parse(int argc, char **argv, train_args *args, train_plan *plan, int *help_shown)
 {
     const char *positional[1];
     size_t n_positional;
 
-    build_table(args);
+    train_build_options(args);
     memset(plan, 0, sizeof *plan);
     int rc = cli_parse(argc, argv, 1, &train_command, args->table, args->n_options, positional,
                        1, &n_positional, help_shown);
@@ -430,9 +476,7 @@ int train_parse(int argc, char **argv, train_args *args, train_plan *plan, int *
         cli_error("-o: the model must go to a file, not to standard output");
         return EXIT_USAGE;
     }
-    if ((rc = check_choices(args, plan)) != 0 || (rc = parse_run_control(args, plan)) != 0)
-        return rc;
-    return decide_task(args, plan);
+    return train_check_options(args, plan);
 }
 
 int train_resolve_model(const train_args *args, train_plan *plan, size_t n_features,
@@ -683,7 +727,7 @@ int train_make_config(const train_args *a, const train_plan *plan, int classifie
     /* The optimizer: torch's defaults for its kind, then what was given. */
     dsc_optim_config *o = &cfg->optim;
     dsc_optim_config_default(o, plan->optimizer);
-    if (train_given(a, "--lr"))
+    if (train_given(a, "--lr") && !a->lr_auto)
         o->lr = a->lr;
     if (train_given(a, "--momentum"))
         o->momentum = a->momentum;
