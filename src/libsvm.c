@@ -665,20 +665,9 @@ int dsc__read_libsvm(dsc_table *table, FILE *in, const char *path,
     r.learning = prep == NULL;
     r.all_whole = 1;
 
-    /* The table's prep: dsc_table_read made it already; else a copy, or a new one. */
-    if (!table->prep && prep) {
-        table->prep = dsc_prep_copy(prep, &rc);
-        if (!table->prep)
-            return dsc__fail(rc, "%s: could not copy the preprocessing", r.path);
-    } else if (!table->prep) {
-        table->prep = dsc__prep_new();
-        if (!table->prep)
-            return dsc__fail(DSC_ENOMEM, "%s: out of memory", r.path);
-    }
-    if (!prep) {
-        table->prep->format = DSC_FORMAT_LIBSVM;
-        table->prep->missing = opts->missing;
-    }
+    /* dsc_table_read gives the table its prep: a copy of the given one, or a new one. */
+    if (!table->prep)
+        return dsc__fail(DSC_EINVAL, "%s: internal: the table has no preprocessing", r.path);
     r.prep = table->prep;
 
     if (prep && r.prep->n_classes > 0) {

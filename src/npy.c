@@ -657,20 +657,9 @@ int dsc__read_npy(dsc_table *table, const char *path, const dsc_read_options *op
         return dsc__fail(DSC_EINVAL, "%s: no targets file: give labels_path to learn from "
                          ".npy features", shown_name(path));
 
-    /* The table's prep: dsc_table_read made it already; else a copy, or a new one. */
-    if (!table->prep && prep) {
-        table->prep = dsc_prep_copy(prep, &rc);
-        if (!table->prep)
-            return dsc__fail(rc, "%s: could not copy the preprocessing", path);
-    } else if (!table->prep) {
-        table->prep = dsc__prep_new();
-        if (!table->prep)
-            return dsc__fail(DSC_ENOMEM, "%s: out of memory", path);
-    }
-    if (!prep) {
-        table->prep->format = DSC_FORMAT_NPY;
-        table->prep->missing = opts->missing;
-    }
+    /* dsc_table_read gives the table its prep: a copy of the given one, or a new one. */
+    if (!table->prep)
+        return dsc__fail(DSC_EINVAL, "%s: internal: the table has no preprocessing", path);
 
     size_t rows = 0, columns = 0;
     dsc_missing missing = prep ? prep->missing : opts->missing;

@@ -256,7 +256,6 @@ dsc_table *dsc_table_read(const char *path, const dsc_read_options *opts, const 
         }
     }
 
-    dsc_prep *own = table->prep;
     switch (format) {
     case DSC_FORMAT_CSV: rc = dsc__read_csv(table, in, shown, opts, prep); break;
     case DSC_FORMAT_LIBSVM: rc = dsc__read_libsvm(table, in, shown, opts, prep); break;
@@ -264,8 +263,6 @@ dsc_table *dsc_table_read(const char *path, const dsc_read_options *opts, const 
     case DSC_FORMAT_IDX: rc = dsc__read_idx(table, path, opts, prep); break;
     default: rc = dsc__fail(DSC_EINVAL, "format: unknown format %d", (int)format); break;
     }
-    if (table->prep != own) /* a reader that made its own prep: keep that one */
-        dsc_prep_free(own);
     if (in && in != stdin)
         fclose(in);
     if (rc < 0)
