@@ -7,8 +7,13 @@
  * input-major, so that a row of W_l is the fan-out of one input: the forward pass and the
  * weight gradient are then sums of contiguous rows scaled by one input value, and a sparse
  * input row only touches the rows of its non-zeros.
+ *
+ * For the trainer's sparse step (sparse.h) the model also lists the inputs a batch touched
+ * (dsc__model_loss_grad_rows), keeps the first layer's dW zero outside them, and may hold
+ * its first layer's weights scaled (w = w0_scale * v); the public functions fold the scale
+ * back before they expose or use the weights.
  */
-#include "internal.h"
+#include "sparse.h"
 
 #include <math.h>
 #include <string.h>
@@ -17,6 +22,17 @@
 
 /* Batches of prediction are cut into chunks of this many rows. */
 #define PREDICT_CHUNK 256
+
+/*
+ * Sparse rows read weight rows at random places; asking for the row of the non-zero this
+ * many places ahead overlaps the cache misses (a hint only: results do not change).
+ */
+#define PREFETCH_AHEAD 8
+#if defined(__GNUC__)
+#define PREFETCH(address) __builtin_prefetch(address)
+#else
+#define PREFETCH(address) ((void)(address))
+#endif
 
 struct dsc_model {
     dsc_model_config cfg;
@@ -35,6 +51,17 @@ struct dsc_model {
     float *delta;              /* capacity * max_width: gradient w.r.t. a layer's z */
     float *delta_prev;         /* the same for the layer below */
     float *probs;              /* capacity * n_outputs, for prediction */
+
+    /*
+     * The sparse step (sparse.h). The first layer's weights are stored as v with
+     * w = w0_scale * v; every public function folds the scale first (see fold_scale).
+     */
+    double w0_scale;
+    uint64_t revision;         /* see dsc__model_revision */
+    uint64_t *marks;           /* a bit per input: listed in touched (all clear between calls) */
+    uint32_t *touched;         /* inputs touched by the latest sparse-step batch */
+    size_t n_touched, touched_capacity;
+    int grads_dirty;           /* dW of layer 0 may be non-zero outside the touched rows */
 };
 
 void dsc_model_config_init(dsc_model_config *cfg, size_t n_inputs, size_t n_outputs,
@@ -94,6 +121,7 @@ dsc_model *dsc_model_new(const dsc_model_config *cfg, int *err)
         return dsc__fail_null(err, DSC_ENOMEM);
     }
     m->cfg = *cfg;
+    m->w0_scale = 1.0;
     m->n_layers = cfg->n_hidden + 1;
     int binary = dsc_loss_is_classification(cfg->loss) && cfg->loss != DSC_LOSS_SOFTMAX &&
                  cfg->n_outputs == 2;
@@ -168,7 +196,61 @@ void dsc_model_free(dsc_model *m)
     free_buffers(m);
     dsc__free(m->params);
     dsc__free(m->grads);
+    dsc__free(m->marks);
+    dsc__free(m->touched);
     dsc__free(m);
+}
+
+/*
+ * Fold the first layer's scale into its stored weights: v = scale * v, scale = 1. Called by
+ * every public function that exposes or uses the weights, so that only the trainer's sparse
+ * step ever sees a scale other than 1. Rounds each weight once.
+ */
+static void fold_scale(dsc_model *m)
+{
+    if (m->w0_scale == 1.0)
+        return;
+    double scale = m->w0_scale;
+    float *w = m->layers[0].w;
+    size_t n_weights = m->layers[0].n_in * m->layers[0].n_out;
+    for (size_t i = 0; i < n_weights; i++)
+        w[i] = (float)(scale * (double)w[i]);
+    m->w0_scale = 1.0;
+    m->revision++;
+}
+
+void dsc__model_fold(dsc_model *m)
+{
+    fold_scale(m);
+}
+
+uint64_t dsc__model_revision(const dsc_model *m)
+{
+    return m->revision;
+}
+
+double dsc__model_scale(const dsc_model *m)
+{
+    return m->w0_scale;
+}
+
+void dsc__model_set_scale(dsc_model *m, double scale)
+{
+    m->w0_scale = scale;
+}
+
+float *dsc__model_raw_params(dsc_model *m)
+{
+    return m->params;
+}
+
+void dsc__model_layer_range(const dsc_model *m, size_t i, size_t *first, size_t *count,
+                            size_t *n_in, size_t *n_out)
+{
+    *first = m->layers[i].first;
+    *count = m->layers[i].count;
+    *n_in = m->layers[i].n_in;
+    *n_out = m->layers[i].n_out;
 }
 
 const dsc_model_config *dsc_model_config_of(const dsc_model *m)
@@ -183,10 +265,18 @@ size_t dsc_model_n_params(const dsc_model *m)
 
 float *dsc_model_params(dsc_model *m)
 {
+    fold_scale(m);
+    m->revision++; /* the caller may write through the pointer */
     return m->params;
 }
 
 float *dsc_model_grads(dsc_model *m)
+{
+    m->grads_dirty = 1; /* the caller may write anywhere in it */
+    return m->grads;
+}
+
+float *dsc__model_raw_grads(dsc_model *m)
 {
     return m->grads;
 }
@@ -210,6 +300,8 @@ int dsc_model_layer(dsc_model *m, size_t i, dsc_layer *out)
 {
     if (!m || !out || i >= m->n_layers)
         return dsc__fail(DSC_EINVAL, "model: no layer %zu", i);
+    fold_scale(m);
+    m->revision++; /* the caller may write through the pointers */
     *out = m->layers[i];
     return DSC_OK;
 }
@@ -221,6 +313,15 @@ int dsc_model_copy_weights(dsc_model *dst, const dsc_model *src)
     if (dst->n_params != src->n_params || dst->n_layers != src->n_layers)
         return dsc__fail(DSC_ESHAPE, "model: copying weights between different shapes");
     memcpy(dst->params, src->params, src->n_params * sizeof(float));
+
+    /* A scaled source gives the weights that folding it would give; src is left as it is. */
+    if (src->w0_scale != 1.0) {
+        size_t n_weights = src->layers[0].n_in * src->layers[0].n_out;
+        for (size_t i = 0; i < n_weights; i++)
+            dst->params[i] = (float)(src->w0_scale * (double)src->params[i]);
+    }
+    dst->w0_scale = 1.0;
+    dst->revision++;
     return DSC_OK;
 }
 
@@ -238,6 +339,8 @@ int dsc_model_init_weights(dsc_model *m, dsc_init init, uint64_t seed)
     dsc_rng rng;
     dsc_rng_seed(&rng, seed);
     memset(m->params, 0, m->n_params * sizeof(float));
+    m->w0_scale = 1.0;
+    m->revision++;
 
     for (size_t l = 0; l < m->n_layers; l++) {
         dsc_layer *layer = &m->layers[l];
@@ -315,6 +418,32 @@ out_of_memory:
     return dsc__fail(DSC_ENOMEM, "model: out of memory for a batch of %zu rows", max_batch);
 }
 
+int dsc__model_reserve_rows(dsc_model *m, size_t max_touched)
+{
+    size_t n_inputs = m->cfg.n_inputs;
+
+    if (max_touched > n_inputs)
+        max_touched = n_inputs;
+    if (!m->marks) {
+        m->marks = dsc__calloc(n_inputs / 64 + 1, sizeof(uint64_t));
+        if (!m->marks)
+            return dsc__fail(DSC_ENOMEM, "model: out of memory for %zu input marks", n_inputs);
+    }
+    if (max_touched <= m->touched_capacity)
+        return DSC_OK;
+
+    uint32_t *touched = dsc__alloc(dsc__mul(max_touched, sizeof(uint32_t)));
+    if (!touched)
+        return dsc__fail(DSC_ENOMEM, "model: out of memory for %zu touched inputs",
+                         max_touched);
+    dsc__free(m->touched);
+    m->touched = touched;
+    m->touched_capacity = max_touched;
+    m->n_touched = 0;
+    m->grads_dirty = 1; /* the rows of the previous list are forgotten */
+    return DSC_OK;
+}
+
 /* Row index i of a batch: rows[i], or i itself (offset by first) when rows is NULL. */
 static size_t row_at(const uint32_t *rows, size_t first, size_t i)
 {
@@ -367,20 +496,29 @@ static void axpy(float *out, float scale, const float *w, size_t n)
         out[j] += scale * w[j];
 }
 
-/* The first layer's z for sparse input rows: the bias plus the weight rows of the non-zeros. */
+/*
+ * The first layer's z for sparse input rows: the bias plus the weight rows of the non-zeros,
+ * each times its value and the layer's scale (a scale of 1 leaves the value as it is).
+ */
 static void forward_sparse(dsc_model *m, const dsc_data *d, const uint32_t *rows, size_t first,
                            size_t n)
 {
     const dsc_layer *layer = &m->layers[0];
     size_t n_out = layer->n_out;
+    double scale = m->w0_scale;
 
 #pragma omp parallel for schedule(static) if (n * n_out >= 4096)
     for (size_t i = 0; i < n; i++) {
         size_t r = row_at(rows, first, i);
         float *z = m->z[0] + i * n_out;
         memcpy(z, layer->b, n_out * sizeof(float));
-        for (uint64_t p = d->row_ptr[r]; p < d->row_ptr[r + 1]; p++)
-            axpy(z, d->val[p], layer->w + (size_t)d->col[p] * n_out, n_out);
+        uint64_t end = d->row_ptr[r + 1];
+        for (uint64_t p = d->row_ptr[r]; p < end; p++) {
+            if (p + PREFETCH_AHEAD < end)
+                PREFETCH(layer->w + (size_t)d->col[p + PREFETCH_AHEAD] * n_out);
+            float value = (float)((double)d->val[p] * scale);
+            axpy(z, value, layer->w + (size_t)d->col[p] * n_out, n_out);
+        }
     }
 }
 
@@ -402,6 +540,8 @@ static void forward(dsc_model *m, const dsc_data *d, const uint32_t *rows, size_
         if (l == 0 && !d->x) {
             forward_sparse(m, d, rows, first, n);
         } else {
+            if (l == 0)
+                fold_scale(m); /* the dense kernels take the weights as they are */
             dsc_rows in = layer_input(m, l, d, rows, first);
             dsc__dense_forward(&in, n, layer->n_in, layer->w, layer->b, layer->n_out, m->z[l]);
         }
@@ -413,9 +553,11 @@ static void forward(dsc_model *m, const dsc_data *d, const uint32_t *rows, size_
 /*
  * The first layer's gradient for sparse input: the bias gradient, and the weight rows of
  * the non-zeros. Rows of the batch can share a feature, so the batch is walked in order.
+ * With collect, every input used is marked and listed once in m->touched (the caller has
+ * checked that the list has room, and clears the marks through the list afterwards).
  */
 static void backward_sparse(dsc_model *m, const dsc_data *d, const uint32_t *rows,
-                            const float *delta, size_t n)
+                            const float *delta, size_t n, int collect)
 {
     dsc_layer *layer = &m->layers[0];
     size_t n_out = layer->n_out;
@@ -424,8 +566,18 @@ static void backward_sparse(dsc_model *m, const dsc_data *d, const uint32_t *row
         size_t r = row_at(rows, 0, i);
         const float *dz = delta + i * n_out;
         axpy(layer->db, 1.0f, dz, n_out);
-        for (uint64_t p = d->row_ptr[r]; p < d->row_ptr[r + 1]; p++)
-            axpy(layer->dw + (size_t)d->col[p] * n_out, d->val[p], dz, n_out);
+        uint64_t end = d->row_ptr[r + 1];
+        for (uint64_t p = d->row_ptr[r]; p < end; p++) {
+            if (p + PREFETCH_AHEAD < end)
+                PREFETCH(layer->dw + (size_t)d->col[p + PREFETCH_AHEAD] * n_out);
+            uint32_t c = d->col[p];
+            uint64_t bit = (uint64_t)1 << (c % 64);
+            if (collect && !(m->marks[c / 64] & bit)) {
+                m->marks[c / 64] |= bit;
+                m->touched[m->n_touched++] = c;
+            }
+            axpy(layer->dw + (size_t)c * n_out, d->val[p], dz, n_out);
+        }
     }
 }
 
@@ -433,14 +585,15 @@ static void backward_sparse(dsc_model *m, const dsc_data *d, const uint32_t *row
  * Backpropagate m->delta (the gradient w.r.t. the logits, already scaled by each sample's
  * share of the batch loss) down to the first layer, summing into the gradient buffer.
  */
-static void backward(dsc_model *m, const dsc_data *d, const uint32_t *rows, size_t n)
+static void backward(dsc_model *m, const dsc_data *d, const uint32_t *rows, size_t n,
+                     int collect)
 {
     for (size_t l = m->n_layers; l-- > 0;) {
         dsc_layer *layer = &m->layers[l];
         size_t n_in = layer->n_in, n_out = layer->n_out;
 
         if (l == 0 && !d->x) {
-            backward_sparse(m, d, rows, m->delta, n);
+            backward_sparse(m, d, rows, m->delta, n, collect);
             break;
         }
         dsc_rows in = layer_input(m, l, d, rows, 0);
@@ -459,15 +612,20 @@ static void backward(dsc_model *m, const dsc_data *d, const uint32_t *rows, size
     }
 }
 
-/* Add the penalty on the weights (not the biases) to *loss and, when grad, to the gradient. */
-static void add_penalty(dsc_model *m, const dsc_objective *obj, int grad, double *loss)
+/*
+ * Add the penalty on the weights (not the biases) of layers from_layer and up to *loss and,
+ * when grad, to their gradient. sum_sq starts at first_sq, the sum of squares of the layers
+ * below from_layer (0 when from_layer is 0).
+ */
+static void add_penalty(dsc_model *m, const dsc_objective *obj, int grad, size_t from_layer,
+                        double first_sq, double *loss)
 {
     if (!obj || (obj->l1 == 0.0 && obj->l2 == 0.0))
         return;
 
-    double sum_abs = 0.0, sum_sq = 0.0;
+    double sum_abs = 0.0, sum_sq = first_sq;
     float l1 = (float)obj->l1, l2 = (float)obj->l2;
-    for (size_t l = 0; l < m->n_layers; l++) {
+    for (size_t l = from_layer; l < m->n_layers; l++) {
         dsc_layer *layer = &m->layers[l];
         size_t n_weights = layer->n_in * layer->n_out;
         for (size_t i = 0; i < n_weights; i++) {
@@ -497,9 +655,9 @@ static int check_objective(const dsc_model *m, const dsc_objective *obj)
     return DSC_OK;
 }
 
-/* The loss (and, when grad, the gradient) of a batch; see dsc_model_loss_grad. */
-static int batch_loss(dsc_model *m, const dsc_data *d, const uint32_t *rows, size_t n,
-                      const dsc_objective *obj, int grad, double *loss)
+/* Check a batch and size the work buffers for it. */
+static int check_batch(dsc_model *m, const dsc_data *d, const uint32_t *rows, size_t n,
+                       const dsc_objective *obj, const double *loss)
 {
     if (!m || !loss)
         return dsc__fail(DSC_EINVAL, "model: NULL argument");
@@ -510,9 +668,17 @@ static int batch_loss(dsc_model *m, const dsc_data *d, const uint32_t *rows, siz
         rc = check_objective(m, obj);
     if (rc == DSC_OK)
         rc = dsc_model_reserve(m, n);
-    if (rc < 0)
-        return rc;
+    return rc;
+}
 
+/*
+ * The forward pass of a batch and its data loss (the mean over its rows, without the
+ * penalty) into *total; when grad, m->delta receives each row's share of the gradient with
+ * respect to the logits.
+ */
+static int data_loss(dsc_model *m, const dsc_data *d, const uint32_t *rows, size_t n,
+                     const dsc_objective *obj, int grad, double *total)
+{
     /* The batch loss is sum(s_i c_i l_i) / sum(s_i): each row's share is s_i c_i / sum(s_i). */
     double weight_sum = 0.0;
     for (size_t i = 0; i < n; i++)
@@ -527,7 +693,7 @@ static int batch_loss(dsc_model *m, const dsc_data *d, const uint32_t *rows, siz
     float param = dsc__loss_param(m->cfg.loss, m->cfg.loss_param);
     size_t k = m->n_logits;
     const float *logits = m->z[m->n_layers - 1];
-    double total = 0.0;
+    double sum = 0.0;
     for (size_t i = 0; i < n; i++) {
         size_t r = row_at(rows, 0, i);
         int32_t label = classifier ? d->label[r] : 0;
@@ -537,16 +703,104 @@ static int batch_loss(dsc_model *m, const dsc_data *d, const uint32_t *rows, siz
         share /= weight_sum;
         const float *y = classifier ? NULL : d->y + r * d->n_targets;
         float *dz = grad ? m->delta + i * k : NULL;
-        total += share * dsc__row_loss(m->cfg.loss, param, logits + i * k, k, label, y,
-                                       (float)share, dz);
+        sum += share * dsc__row_loss(m->cfg.loss, param, logits + i * k, k, label, y,
+                                     (float)share, dz);
     }
+    *total = sum;
+    return DSC_OK;
+}
 
+/* The loss (and, when grad, the gradient) of a batch; see dsc_model_loss_grad. */
+static int batch_loss(dsc_model *m, const dsc_data *d, const uint32_t *rows, size_t n,
+                      const dsc_objective *obj, int grad, double *loss)
+{
+    int rc = check_batch(m, d, rows, n, obj, loss);
+    if (rc < 0)
+        return rc;
+    fold_scale(m);
+
+    double total;
+    rc = data_loss(m, d, rows, n, obj, grad, &total);
+    if (rc < 0)
+        return rc;
     if (grad) {
         memset(m->grads, 0, m->n_params * sizeof(float));
-        backward(m, d, rows, n);
+        backward(m, d, rows, n, 0);
+        m->grads_dirty = 1;
     }
-    add_penalty(m, obj, grad, &total);
+    add_penalty(m, obj, grad, 0, 0.0, &total);
     *loss = total;
+    return DSC_OK;
+}
+
+/*
+ * Zero the gradient for a sparse-step batch: the rows the previous batch listed (every
+ * other row of dW is zero already), or all of dW after a full gradient, and the tail.
+ */
+static void clear_rows_grad(dsc_model *m)
+{
+    dsc_layer *first = &m->layers[0];
+    size_t n_out = first->n_out, n_weights = first->n_in * n_out;
+
+    if (m->grads_dirty) {
+        memset(m->grads, 0, n_weights * sizeof(float));
+        m->grads_dirty = 0;
+    } else if (n_out == 1) {
+        for (size_t i = 0; i < m->n_touched; i++)
+            first->dw[m->touched[i]] = 0.0f;
+    } else {
+        for (size_t i = 0; i < m->n_touched; i++)
+            memset(first->dw + (size_t)m->touched[i] * n_out, 0, n_out * sizeof(float));
+    }
+    memset(m->grads + n_weights, 0, (m->n_params - n_weights) * sizeof(float));
+    m->n_touched = 0;
+}
+
+int dsc__model_loss_grad_rows(dsc_model *m, const dsc_data *d, const uint32_t *rows, size_t n,
+                              const dsc_objective *obj, double first_sq, int sort_rows,
+                              double *loss, dsc_row_set *set)
+{
+    int rc = check_batch(m, d, rows, n, obj, loss);
+    if (rc < 0)
+        return rc;
+    if (d->x || !m->marks || (obj && obj->l1 != 0.0))
+        return dsc__fail(DSC_EINVAL, "model: the sparse step needs sparse rows, reserved "
+                         "buffers and no L1 penalty");
+
+    /* The batch's non-zeros bound the inputs it touches; the trainer reserved room. */
+    uint64_t batch_nnz = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t r = row_at(rows, 0, i);
+        batch_nnz += d->row_ptr[r + 1] - d->row_ptr[r];
+    }
+    if (batch_nnz > m->touched_capacity && m->cfg.n_inputs > m->touched_capacity)
+        return dsc__fail(DSC_ELIMIT, "model: a batch with %llu non-zeros is beyond the %zu "
+                         "inputs reserved", (unsigned long long)batch_nnz,
+                         m->touched_capacity);
+
+    double total;
+    rc = data_loss(m, d, rows, n, obj, 1, &total);
+    if (rc < 0)
+        return rc;
+
+    /* Collect the batch's inputs while summing their rows, then clear their marks. */
+    clear_rows_grad(m);
+    backward(m, d, rows, n, 1);
+    for (size_t i = 0; i < m->n_touched; i++)
+        m->marks[m->touched[i] / 64] = 0;
+    if (sort_rows)
+        dsc__sort_u32(m->touched, m->n_touched);
+
+    /* The first layer's penalty: its value from first_sq, its gradient left to the step. */
+    add_penalty(m, obj, 1, 1, first_sq, &total);
+    *loss = total;
+    *set = (dsc_row_set){
+        .rows = m->touched,
+        .n_rows = m->n_touched,
+        .width = m->layers[0].n_out,
+        .tail_begin = m->layers[0].n_in * m->layers[0].n_out,
+        .tail_end = m->n_params,
+    };
     return DSC_OK;
 }
 
@@ -572,6 +826,7 @@ int dsc_model_decision(dsc_model *m, const dsc_data *d, size_t first, size_t n, 
     if (rc < 0)
         return rc;
 
+    fold_scale(m);
     size_t k = m->n_logits;
     for (size_t done = 0; done < n;) {
         size_t chunk = n - done < m->capacity ? n - done : m->capacity;
@@ -626,6 +881,7 @@ int dsc_model_predict_proba(dsc_model *m, const dsc_data *d, size_t first, size_
     if (rc < 0)
         return rc;
 
+    fold_scale(m);
     size_t k = m->n_logits, n_classes = m->cfg.n_outputs;
     for (size_t done = 0; done < n;) {
         size_t chunk = n - done < m->capacity ? n - done : m->capacity;
@@ -669,6 +925,7 @@ int dsc_model_predict_class(dsc_model *m, const dsc_data *d, size_t first, size_
     if (rc < 0)
         return rc;
 
+    fold_scale(m);
     size_t k = m->n_logits;
     for (size_t done = 0; done < n;) {
         size_t chunk = n - done < m->capacity ? n - done : m->capacity;

@@ -16,8 +16,13 @@
  * - NAdam's running product of momentum coefficients is likewise global.
  * - Centered RMSprop clamps the variance estimate at 0 before the square root; in exact
  *   arithmetic it is never negative, but float rounding of the stored averages can make it so.
+ * - The sparse step (dsc__optim_step_rows, for sparse input) serves only plain SGD and
+ *   AdaGrad without weight decay, where a zero gradient leaves a weight unchanged or shrinks
+ *   every weight alike. Momentum, Nesterov, RMSprop, Adadelta, Adam, AdamW, Adamax and NAdam
+ *   change weights whose gradient is zero (their moments decay and keep moving them), so on
+ *   sparse input they still take the dense step: correct, but O(n_params) work per step.
  */
-#include "internal.h"
+#include "sparse.h"
 
 #include <math.h>
 #include <string.h>
@@ -63,6 +68,7 @@ struct dsc_optim {
     opt_segment seg[OPT_MAX_SEGMENTS];
     size_t n_trainable;
     size_t state_bytes;
+    uint64_t updated; /* elements updated by every step so far (a test hook) */
 };
 
 /* What a step shares between all elements. */
@@ -731,12 +737,224 @@ int dsc_optim_step(dsc_optim *opt, float *params, const float *grads)
             continue;
         update(opt, params, grads, opt->seg[k].start, segment_end(opt, k),
                opt->lr * opt->seg[k].lr_scale, &s);
+        opt->updated += segment_end(opt, k) - opt->seg[k].start;
     }
 
     opt->steps = s.t;
     if (opt->cfg.kind == DSC_OPT_NADAM)
         opt->mu_product = s.nadam_prod;
     return DSC_OK;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* The sparse step (sparse.h)                                                                 */
+/* ------------------------------------------------------------------------------------------ */
+
+/* The smallest shrink factor of a scaled step; below it the dense step is taken. */
+#define MIN_ROW_FACTOR 1e-6
+
+/* True for SGD without a momentum buffer: w -= lr * (g + weight_decay * w). */
+static bool plain_sgd(const dsc_optim *opt)
+{
+    dsc_optimizer kind = opt->cfg.kind;
+
+    return (kind == DSC_OPT_SGD || kind == DSC_OPT_MOMENTUM) && !opt->buf[SLOT_MOMENT1];
+}
+
+/*
+ * Which rule gives the dense result for the weights [0, count) when most of them have a zero
+ * gradient (the objective's l2 * w left out of it):
+ * - frozen weights are never written, whatever the optimizer;
+ * - plain SGD and AdaGrad move a weight by a multiple of its gradient and AdaGrad adds the
+ *   gradient's square to its sum, so a zero gradient changes nothing (AdaGrad's lr_decay
+ *   only changes the multiple, the same for every weight);
+ * - plain SGD with decay shrinks every weight by 1 - lr * (l2 + weight_decay) and then moves
+ *   it by -lr * g: one factor for the whole range when it lies in one parameter range;
+ * - anything else (weight decay or l2 with AdaGrad, momentum, the adaptive kinds) does not.
+ */
+int dsc__optim_rows_mode(const dsc_optim *opt, size_t count, double l2, double *factor)
+{
+    *factor = 1.0;
+
+    size_t last = 0; /* the segment holding the range's last element */
+    bool all_frozen = true;
+    for (size_t k = 0; k < opt->n_segments && opt->seg[k].start < count; k++) {
+        last = k;
+        all_frozen = all_frozen && opt->seg[k].frozen;
+    }
+    if (all_frozen)
+        return DSC_ROWS_EXACT;
+
+    if (plain_sgd(opt)) {
+        double decay = l2 + opt->cfg.weight_decay;
+        if (decay == 0.0)
+            return DSC_ROWS_EXACT;
+        if (last != 0)
+            return DSC_ROWS_DENSE;
+        double shrink = 1.0 - opt->lr * opt->seg[0].lr_scale * decay;
+        if (!(shrink >= MIN_ROW_FACTOR && shrink <= 1.0))
+            return DSC_ROWS_DENSE;
+        *factor = shrink;
+        return DSC_ROWS_SCALED;
+    }
+    if (opt->cfg.kind == DSC_OPT_ADAGRAD && opt->cfg.weight_decay == 0.0 && l2 == 0.0)
+        return DSC_ROWS_EXACT;
+    return DSC_ROWS_DENSE;
+}
+
+/*
+ * Plain SGD without decay, w -= step * g, as update_sgd computes it when weight_decay is 0;
+ * on scaled weights v = w / scale the step is lr / scale.
+ */
+static inline void update_scaled_sgd(float *params, const float *grads, size_t begin, size_t end,
+                              double step)
+{
+    for (size_t i = begin; i < end; i++)
+        params[i] = (float)((double)params[i] - step * (double)grads[i]);
+}
+
+/* Update params [begin, end) clipped to the segment [seg_begin, seg_end). */
+static void update_part(dsc_optim *opt, update_fn update, float *params, const float *grads,
+                        size_t begin, size_t end, size_t seg_begin, size_t seg_end,
+                        double lr, double row_scale, const step_scalars *s)
+{
+    if (begin < seg_begin)
+        begin = seg_begin;
+    if (end > seg_end)
+        end = seg_end;
+    if (begin >= end)
+        return;
+    if (row_scale != 0.0)
+        update_scaled_sgd(params, grads, begin, end, lr / row_scale);
+    else
+        update(opt, params, grads, begin, end, lr, s);
+    opt->updated += end - begin;
+}
+
+/* Update the rows of set, each clipped to the segment [seg_begin, seg_end). */
+static void update_rows(dsc_optim *opt, update_fn update, float *params, const float *grads,
+                        const dsc_row_set *set, size_t seg_begin, size_t seg_end, double lr,
+                        const step_scalars *s)
+{
+    size_t width = set->width;
+    bool whole = seg_begin == 0 && seg_end >= set->tail_begin;
+
+    /* Plain SGD rows without decay of their own, all in the segment: one tight loop. */
+    if (whole && plain_sgd(opt) && (set->row_scale != 0.0 || opt->cfg.weight_decay == 0.0)) {
+        double step = set->row_scale != 0.0 ? lr / set->row_scale : lr;
+        for (size_t i = 0; i < set->n_rows; i++) {
+            size_t row_begin = (size_t)set->rows[i] * width;
+            update_scaled_sgd(params, grads, row_begin, row_begin + width, step);
+        }
+        opt->updated += set->n_rows * width;
+        return;
+    }
+    for (size_t i = 0; i < set->n_rows; i++) {
+        size_t row_begin = (size_t)set->rows[i] * width;
+        update_part(opt, update, params, grads, row_begin, row_begin + width, seg_begin,
+                    seg_end, lr, set->row_scale, s);
+    }
+}
+
+int dsc__optim_step_rows(dsc_optim *opt, float *params, const float *grads,
+                         const dsc_row_set *set)
+{
+    if (!opt || !params || !grads || !set)
+        return dsc__fail(DSC_EINVAL, "optimizer: NULL argument to the sparse step");
+    if (opt->n_trainable == 0)
+        return dsc__fail(DSC_EFROZEN, "optimizer: all %zu parameters are frozen, nothing to "
+                         "update", opt->n_params);
+    if (!(isfinite(opt->lr) && opt->lr >= 0.0))
+        return dsc__fail(DSC_EINVAL, "optimizer: lr must be a finite number >= 0, got %g",
+                         opt->lr);
+    if (set->row_scale != 0.0 && !plain_sgd(opt))
+        return dsc__fail(DSC_EINVAL, "optimizer: scaled rows need plain SGD");
+
+    step_scalars s;
+    prepare_step(opt, opt->steps + 1, &s);
+
+    update_fn update = update_of(opt->cfg.kind);
+    for (size_t k = 0; k < opt->n_segments; k++) {
+        if (opt->seg[k].frozen)
+            continue;
+        size_t seg_begin = opt->seg[k].start, seg_end = segment_end(opt, k);
+        double lr = opt->lr * opt->seg[k].lr_scale;
+        update_rows(opt, update, params, grads, set, seg_begin, seg_end, lr, &s);
+        update_part(opt, update, params, grads, set->tail_begin, set->tail_end, seg_begin,
+                    seg_end, lr, 0.0, &s);
+    }
+
+    opt->steps = s.t;
+    if (opt->cfg.kind == DSC_OPT_NADAM)
+        opt->mu_product = s.nadam_prod;
+    return DSC_OK;
+}
+
+/* The scalars of the state: what a step or dsc_optim_set_range changes besides buffers. */
+typedef struct opt_scalars {
+    int64_t steps;
+    double lr;
+    double mu_product;
+    size_t n_segments;
+    size_t n_trainable;
+    opt_segment seg[OPT_MAX_SEGMENTS];
+} opt_scalars;
+
+size_t dsc__optim_rows_state_size(const dsc_optim *opt, size_t n_elements)
+{
+    size_t per_buffer, all;
+
+    if (dsc__mul_overflows(n_elements, sizeof(float), &per_buffer) ||
+        dsc__mul_overflows(per_buffer, count_buffers(opt->buffer_mask), &all) ||
+        all > SIZE_MAX - sizeof(opt_scalars))
+        return SIZE_MAX;
+    return sizeof(opt_scalars) + all;
+}
+
+void dsc__optim_rows_state_save(const dsc_optim *opt, const dsc_row_set *set, void *buf)
+{
+    opt_scalars head = {
+        .steps = opt->steps,
+        .lr = opt->lr,
+        .mu_product = opt->mu_product,
+        .n_segments = opt->n_segments,
+        .n_trainable = opt->n_trainable,
+    };
+    memcpy(head.seg, opt->seg, sizeof head.seg);
+    memcpy(buf, &head, sizeof head);
+
+    float *values = (float *)((unsigned char *)buf + sizeof head);
+    for (int slot = 0; slot < SLOT_COUNT; slot++) {
+        if (!opt->buf[slot])
+            continue;
+        dsc__rows_gather(opt->buf[slot], set, values);
+        values += dsc__rows_count(set);
+    }
+}
+
+void dsc__optim_rows_state_load(dsc_optim *opt, const dsc_row_set *set, const void *buf)
+{
+    opt_scalars head;
+    memcpy(&head, buf, sizeof head);
+    opt->steps = head.steps;
+    opt->lr = head.lr;
+    opt->mu_product = head.mu_product;
+    opt->n_segments = head.n_segments;
+    opt->n_trainable = head.n_trainable;
+    memcpy(opt->seg, head.seg, sizeof head.seg);
+
+    const float *values = (const float *)((const unsigned char *)buf + sizeof head);
+    for (int slot = 0; slot < SLOT_COUNT; slot++) {
+        if (!opt->buf[slot])
+            continue;
+        dsc__rows_scatter(opt->buf[slot], set, values);
+        values += dsc__rows_count(set);
+    }
+}
+
+uint64_t dsc__optim_elements_updated(const dsc_optim *opt)
+{
+    return opt->updated;
 }
 
 /* ------------------------------------------------------------------------------------------ */

@@ -5,8 +5,29 @@
  * Full-batch, stochastic and mini-batch descent share one code path: an epoch walks the
  * training order in slices of cfg.batch rows (all rows for DSC_FULL_BATCH). Every buffer is
  * allocated by dsc_trainer_new; dsc_trainer_epoch allocates nothing.
+ *
+ * Sparse input takes the sparse step (sparse.h) wherever it gives the dense step's result:
+ * the gradient, the finite checks, the clipping, the update and the divergence guard's
+ * snapshot then cover only the first-layer rows of the batch's features plus the tail (the
+ * first layer's biases and the later layers), so a step costs O(batch non-zeros * width +
+ * tail) instead of O(n_params). choose_step decides before each step:
+ * - plain SGD, and AdaGrad without weight decay or l2: exact, only the touched rows change;
+ * - plain SGD with l2 or weight decay: the first layer is kept as w = scale * v (sparse.h),
+ *   so the decay of every weight is one multiply of the scale and only the touched rows of
+ *   v move. The results equal the dense step's up to float rounding (the dense step rounds
+ *   each decayed weight every step; the scaled form rounds once when the scale is folded).
+ *   The scale is folded back into the weights at the end of every epoch (before validation,
+ *   the best-weights copy and the stopping rules), before the state is saved, when it
+ *   leaves [1e-9, 1e9], before any dense step, when the trainer is freed, and by every
+ *   public function of the model that exposes or uses the weights;
+ * - a first layer frozen in full: any optimizer, the frozen rows are never written;
+ * - everything else takes the dense step: L1 (its subgradient moves every non-zero weight;
+ *   the cumulative-penalty method would give different results, so it is not used), clipping
+ *   together with l2 (the clipped quantity includes l2 * w of every weight), momentum and the
+ *   adaptive optimizers other than AdaGrad (optim.c: known limitation, O(n_params) a step),
+ *   and a decay factor 1 - lr * decay below 1e-6.
  */
-#include "internal.h"
+#include "sparse.h"
 
 #include <math.h>
 #include <string.h>
@@ -57,6 +78,28 @@ struct dsc_trainer {
     int retries;
     double loss_average;   /* exponential average of the batch losses */
     int64_t losses_seen;
+
+    /*
+     * The sparse step (see the top of the file). Its snapshot holds what one sparse step
+     * changes: the touched rows, the tail, their optimizer state and the first layer's scale.
+     * The dense snapshot above is allocated only when a dense step can happen.
+     */
+    int rows_ready;          /* the buffers below exist, so the sparse step may be taken */
+    int rows_allowed;        /* 1 unless a test forbids the sparse step */
+    size_t first_weights;    /* the first layer's weights: parameters [0, first_weights) */
+    size_t row_width;        /* the first layer's outputs: the length of a row */
+    int snap_sparse;         /* the snapshot is a sparse step's */
+    uint32_t *snap_rows;     /* its rows */
+    size_t snap_n_rows;
+    float *snap_values;      /* its rows' values, then the tail's */
+    unsigned char *snap_opt; /* the optimizer's state at those elements (backoff only) */
+    double snap_scale_before, snap_scale_after;
+    uint64_t snap_revision;  /* the model's revision when it was taken */
+    double snap_first_sq;
+    int snap_first_sq_ok;
+    double first_sq;         /* sum of squares of the stored first-layer weights (for l2) */
+    int first_sq_ok;
+    uint64_t first_sq_revision; /* valid while the model's revision is this */
 
     int64_t steps;
     double best_monitored;
@@ -122,6 +165,26 @@ static int check_train_config(const dsc_train_config *cfg)
     return rc;
 }
 
+/* Sparse features: offsets that never go back, and every column within the features. */
+static int check_csr(const dsc_data *d, const char *what)
+{
+    if (!d->row_ptr || !d->col || !d->val)
+        return dsc__fail(DSC_EINVAL, "train: the %s data has neither dense nor sparse "
+                         "features", what);
+    for (size_t r = 0; r < d->n_rows; r++) {
+        if (d->row_ptr[r + 1] < d->row_ptr[r])
+            return dsc__fail(DSC_EINVAL, "train: %s row %zu ends before it starts (row_ptr)",
+                             what, r + 1);
+    }
+    for (uint64_t p = d->row_ptr[0]; p < d->row_ptr[d->n_rows]; p++) {
+        if (d->col[p] >= d->n_features)
+            return dsc__fail(DSC_EINVAL, "train: %s non-zero %llu is in column %u, beyond the "
+                             "%zu features", what, (unsigned long long)p, d->col[p],
+                             d->n_features);
+    }
+    return DSC_OK;
+}
+
 /* Check every row of data once, so that the loop can trust it. */
 static int check_data(const dsc_model *m, const dsc_data *d, const char *what)
 {
@@ -133,6 +196,11 @@ static int check_data(const dsc_model *m, const dsc_data *d, const char *what)
     if (d->n_features != dsc_model_config_of(m)->n_inputs)
         return dsc__fail(DSC_ESHAPE, "train: the %s data has %zu features, the model takes %zu",
                          what, d->n_features, dsc_model_config_of(m)->n_inputs);
+    if (!d->x) {
+        int rc = check_csr(d, what);
+        if (rc < 0)
+            return rc;
+    }
     size_t n_classes = dsc_model_config_of(m)->n_outputs;
     for (size_t r = 0; dsc_model_is_classifier(m) && d->label && r < d->n_rows; r++) {
         if (d->label[r] < 0 || (size_t)d->label[r] >= n_classes)
@@ -234,6 +302,31 @@ static void balance_classes(dsc_trainer *t)
     }
 }
 
+/*
+ * True when every step will be a sparse one whatever the rate and the frozen ranges: sparse
+ * data without L1, and plain SGD or AdaGrad without l2 or weight decay (choose_step). Such a
+ * trainer needs no dense snapshot.
+ */
+static bool never_dense(const dsc_train_config *cfg, const dsc_data *train)
+{
+    const dsc_optim_config *o = &cfg->optim;
+    bool plain_sgd = (o->kind == DSC_OPT_SGD || o->kind == DSC_OPT_MOMENTUM) &&
+                     o->momentum == 0.0;
+
+    return !train->x && cfg->objective.l1 == 0.0 && cfg->objective.l2 == 0.0 &&
+           o->weight_decay == 0.0 && (plain_sgd || o->kind == DSC_OPT_ADAGRAD);
+}
+
+/* The dense step's snapshot of every weight and of the optimizer's state (for the guard). */
+static bool allocate_dense_snapshot(dsc_trainer *t)
+{
+    if (!t->snapshot)
+        t->snapshot = dsc__alloc(dsc__mul(dsc_model_n_params(t->model), sizeof(float)));
+    if (!t->opt_snapshot && t->cfg.on_divergence == DSC_DIVERGE_BACKOFF)
+        t->opt_snapshot = dsc__alloc(t->opt_state_size);
+    return t->snapshot && (t->opt_snapshot || t->cfg.on_divergence != DSC_DIVERGE_BACKOFF);
+}
+
 /* Allocate the trainer's buffers; false when one allocation failed. */
 static bool allocate(dsc_trainer *t, size_t n_params, size_t n_classes, size_t n_val_rows)
 {
@@ -242,19 +335,15 @@ static bool allocate(dsc_trainer *t, size_t n_params, size_t n_classes, size_t n
 
     t->order = dsc__alloc(dsc__mul(n_rows, sizeof(uint32_t)));
     t->val_rows = dsc__alloc(dsc__mul(n_val_rows, sizeof(uint32_t)));
-    t->snapshot = dsc__alloc(dsc__mul(n_params, sizeof(float)));
     t->history = dsc__calloc(n_epochs, sizeof(dsc_epoch_stats));
     t->metrics = dsc__calloc(n_epochs, sizeof(double));
-    if (!t->order || !t->val_rows || !t->snapshot || !t->history || !t->metrics)
+    if (!t->order || !t->val_rows || !t->history || !t->metrics)
+        return false;
+    if (!never_dense(&t->cfg, &t->train) && !allocate_dense_snapshot(t))
         return false;
     if (t->cfg.early_stopping) {
         t->best = dsc__alloc(dsc__mul(n_params, sizeof(float)));
         if (!t->best)
-            return false;
-    }
-    if (t->cfg.on_divergence == DSC_DIVERGE_BACKOFF) {
-        t->opt_snapshot = dsc__alloc(t->opt_state_size);
-        if (!t->opt_snapshot)
             return false;
     }
     if (t->cfg.balanced) {
@@ -263,6 +352,56 @@ static bool allocate(dsc_trainer *t, size_t n_params, size_t n_classes, size_t n
             return false;
     }
     return true;
+}
+
+/*
+ * The sparse step's buffers, for sparse training data without L1: the model's list of
+ * touched inputs and the snapshot, sized by the most inputs a batch can touch (the largest
+ * row's non-zeros times the batch, at most the inputs and the data's non-zeros).
+ */
+static int prepare_sparse_step(dsc_trainer *t)
+{
+    const dsc_data *d = &t->train;
+    dsc_model *m = t->model;
+
+    t->rows_allowed = 1;
+    if (d->x || t->cfg.objective.l1 != 0.0)
+        return DSC_OK;
+
+    uint64_t max_nnz = 0;
+    for (size_t r = 0; r < d->n_rows; r++) {
+        uint64_t nnz = d->row_ptr[r + 1] - d->row_ptr[r];
+        if (nnz > max_nnz)
+            max_nnz = nnz;
+    }
+    uint64_t total_nnz = d->row_ptr[d->n_rows] - d->row_ptr[0];
+    size_t capacity = dsc_model_config_of(m)->n_inputs, batch_nnz;
+    if (max_nnz <= SIZE_MAX && !dsc__mul_overflows((size_t)max_nnz, t->batch, &batch_nnz) &&
+        batch_nnz < capacity)
+        capacity = batch_nnz;
+    if (total_nnz < capacity)
+        capacity = (size_t)total_nnz;
+    if (capacity == 0)
+        capacity = 1;
+    int rc = dsc__model_reserve_rows(m, capacity);
+    if (rc < 0)
+        return rc;
+
+    size_t first, count, n_in, n_out;
+    dsc__model_layer_range(m, 0, &first, &count, &n_in, &n_out);
+    size_t n_params = dsc_model_n_params(m);
+    t->first_weights = n_in * n_out;
+    t->row_width = n_out;
+    size_t elements = capacity * n_out + (n_params - t->first_weights);
+    t->snap_rows = dsc__alloc(dsc__mul(capacity, sizeof(uint32_t)));
+    t->snap_values = dsc__alloc(dsc__mul(elements, sizeof(float)));
+    if (t->snap_rows && t->snap_values && t->cfg.on_divergence == DSC_DIVERGE_BACKOFF)
+        t->snap_opt = dsc__alloc(dsc__optim_rows_state_size(t->opt, elements));
+    if (!t->snap_rows || !t->snap_values ||
+        (t->cfg.on_divergence == DSC_DIVERGE_BACKOFF && !t->snap_opt))
+        return dsc__fail(DSC_ENOMEM, "train: out of memory for the sparse step's buffers");
+    t->rows_ready = 1;
+    return DSC_OK;
 }
 
 /* Sum of squared deviations of the validation targets from their mean, for R^2. */
@@ -361,6 +500,8 @@ dsc_trainer *dsc_trainer_new(dsc_model *model, const dsc_data *train, const dsc_
         rc = dsc_model_init_weights(model, cfg->init, cfg->seed);
     if (rc == DSC_OK)
         rc = dsc_model_reserve(model, t->batch);
+    if (rc == DSC_OK)
+        rc = prepare_sparse_step(t);
     if (rc < 0) {
         dsc_trainer_free(t);
         return dsc__fail_null(err, rc);
@@ -381,7 +522,12 @@ void dsc_trainer_free(dsc_trainer *t)
 {
     if (!t)
         return;
+    if (t->model)
+        dsc__model_fold(t->model);
     dsc_optim_free(t->opt);
+    dsc__free(t->snap_rows);
+    dsc__free(t->snap_values);
+    dsc__free(t->snap_opt);
     dsc__free(t->order);
     dsc__free(t->val_rows);
     dsc__free(t->class_weight);
@@ -398,24 +544,45 @@ dsc_optim *dsc_trainer_optim(dsc_trainer *t)
     return t ? t->opt : NULL;
 }
 
+int dsc__trainer_allow_sparse_step(dsc_trainer *t, int allow)
+{
+    if (!allow && !allocate_dense_snapshot(t))
+        return dsc__fail(DSC_ENOMEM, "train: out of memory for the dense step's snapshot");
+    t->rows_allowed = allow != 0;
+    return DSC_OK;
+}
+
+/* The parameters of a layer, looked up without handing the weights out (no fold). */
+static int layer_params(const dsc_trainer *t, size_t layer, size_t *first, size_t *count)
+{
+    size_t n_in, n_out;
+
+    if (!t)
+        return dsc__fail(DSC_EINVAL, "train: NULL trainer");
+    if (layer >= dsc_model_n_layers(t->model))
+        return dsc__fail(DSC_EINVAL, "model: no layer %zu", layer);
+    dsc__model_layer_range(t->model, layer, first, count, &n_in, &n_out);
+    return DSC_OK;
+}
+
 int dsc_trainer_freeze_layer(dsc_trainer *t, size_t layer, int frozen)
 {
-    dsc_layer view;
-    int rc = t ? dsc_model_layer(t->model, layer, &view) : DSC_EINVAL;
+    size_t first, count;
+    int rc = layer_params(t, layer, &first, &count);
 
     if (rc < 0)
         return rc;
-    return dsc_optim_set_range(t->opt, view.first, view.count, 1.0, frozen);
+    return dsc_optim_set_range(t->opt, first, count, 1.0, frozen);
 }
 
 int dsc_trainer_layer_lr(dsc_trainer *t, size_t layer, double lr_scale)
 {
-    dsc_layer view;
-    int rc = t ? dsc_model_layer(t->model, layer, &view) : DSC_EINVAL;
+    size_t first, count;
+    int rc = layer_params(t, layer, &first, &count);
 
     if (rc < 0)
         return rc;
-    return dsc_optim_set_range(t->opt, view.first, view.count, lr_scale, 0);
+    return dsc_optim_set_range(t->opt, first, count, lr_scale, 0);
 }
 
 /* Stop for good at the current step; the weights are left at their last good values. */
@@ -431,6 +598,74 @@ static int fail_diverged(dsc_trainer *t, const char *what, double lr)
                      t->retries ? " after lowering it" : "", lr * t->cfg.backoff);
 }
 
+/* The rows and tail of the sparse snapshot. */
+static dsc_row_set snapshot_set(const dsc_trainer *t)
+{
+    return (dsc_row_set){
+        .rows = t->snap_rows,
+        .n_rows = t->snap_n_rows,
+        .width = t->row_width,
+        .tail_begin = t->first_weights,
+        .tail_end = dsc_model_n_params(t->model),
+    };
+}
+
+/*
+ * Put a sparse step's snapshot back. When the model's revision is still the snapshot's, the
+ * stored values are in the same units: the rows, the tail and the scale go back as they were,
+ * exactly. Otherwise the scale was folded (or the weights handed out) since: every untouched
+ * row then holds the step's result, which differs from the weight before the step only by
+ * the step's shrink (scale_after / scale_before), so all rows are divided by it and the
+ * touched rows are written in weight units; this is exact up to one rounding per weight.
+ */
+static void restore_sparse_snapshot(dsc_trainer *t)
+{
+    dsc_model *m = t->model;
+    float *params = dsc__model_raw_params(m);
+    dsc_row_set set = snapshot_set(t);
+
+    if (dsc__model_revision(m) == t->snap_revision) {
+        dsc__rows_scatter(params, &set, t->snap_values);
+        dsc__model_set_scale(m, t->snap_scale_before);
+        t->first_sq = t->snap_first_sq;
+        t->first_sq_ok = t->snap_first_sq_ok;
+        t->first_sq_revision = t->snap_revision;
+    } else {
+        double ratio = dsc__model_scale(m) * (t->snap_scale_before / t->snap_scale_after);
+        for (size_t i = 0; ratio != 1.0 && i < t->first_weights; i++)
+            params[i] = (float)(ratio * (double)params[i]);
+        dsc__rows_scatter(params, &set, t->snap_values);
+        double before = t->snap_scale_before;
+        for (size_t i = 0; before != 1.0 && i < set.n_rows; i++) {
+            float *row = params + (size_t)set.rows[i] * set.width;
+            for (size_t j = 0; j < set.width; j++)
+                row[j] = (float)(before * (double)row[j]);
+        }
+        dsc__model_set_scale(m, 1.0);
+        t->first_sq_ok = 0;
+    }
+    if (t->snap_opt)
+        dsc__optim_rows_state_load(t->opt, &set, t->snap_opt);
+}
+
+/* Put the snapshot's weights (and, for the guard, the optimizer state) back. */
+static int restore_snapshot(dsc_trainer *t)
+{
+    if (t->snap_sparse) {
+        restore_sparse_snapshot(t);
+        return DSC_OK;
+    }
+
+    /* A dense step's snapshot: taken with the scale folded. */
+    dsc_model *m = t->model;
+    memcpy(dsc__model_raw_params(m), t->snapshot, dsc_model_n_params(m) * sizeof(float));
+    dsc__model_set_scale(m, 1.0);
+    t->first_sq_ok = 0;
+    if (t->opt_snapshot)
+        return dsc_optim_state_load(t->opt, t->opt_snapshot, t->opt_state_size);
+    return DSC_OK;
+}
+
 /*
  * The step diverged: stop (DSC_DIVERGE_STOP, or no retries left), or go back to the weights
  * and optimizer state before the previous step, lower the rate and go on. Returns 0 when
@@ -442,9 +677,7 @@ static int diverged(dsc_trainer *t, const char *what, double lr)
         return fail_diverged(t, what, lr);
 
     if (t->have_snapshot) {
-        memcpy(dsc_model_params(t->model), t->snapshot,
-               dsc_model_n_params(t->model) * sizeof(float));
-        int rc = dsc_optim_state_load(t->opt, t->opt_snapshot, t->opt_state_size);
+        int rc = restore_snapshot(t);
         if (rc < 0)
             return rc;
     }
@@ -453,18 +686,38 @@ static int diverged(dsc_trainer *t, const char *what, double lr)
     return DSC_OK;
 }
 
-/* Keep the weights (and for the guard the optimizer state) before an update. */
+/* Keep the weights (and for the guard the optimizer state) before a dense update. */
 static int take_snapshot(dsc_trainer *t)
 {
-    memcpy(t->snapshot, dsc_model_params(t->model),
+    memcpy(t->snapshot, dsc__model_raw_params(t->model),
            dsc_model_n_params(t->model) * sizeof(float));
     if (t->opt_snapshot) {
         int rc = dsc_optim_state_save(t->opt, t->opt_snapshot, t->opt_state_size);
         if (rc < 0)
             return rc;
     }
+    t->snap_sparse = 0;
     t->have_snapshot = 1;
     return DSC_OK;
+}
+
+/* Keep what a sparse update of set changes: its elements, their optimizer state, the scale. */
+static void take_sparse_snapshot(dsc_trainer *t, const dsc_row_set *set, double scale_before)
+{
+    dsc_model *m = t->model;
+
+    memcpy(t->snap_rows, set->rows, set->n_rows * sizeof(uint32_t));
+    t->snap_n_rows = set->n_rows;
+    dsc__rows_gather(dsc__model_raw_params(m), set, t->snap_values);
+    if (t->snap_opt)
+        dsc__optim_rows_state_save(t->opt, set, t->snap_opt);
+    t->snap_scale_before = scale_before;
+    t->snap_scale_after = set->row_scale != 0.0 ? set->row_scale : scale_before;
+    t->snap_revision = dsc__model_revision(m);
+    t->snap_first_sq = t->first_sq;
+    t->snap_first_sq_ok = t->first_sq_ok && t->first_sq_revision == t->snap_revision;
+    t->snap_sparse = 1;
+    t->have_snapshot = 1;
 }
 
 /* True when a batch loss is far above its recent average. */
@@ -472,6 +725,111 @@ static bool loss_jumped(const dsc_trainer *t, double loss)
 {
     return t->cfg.jump_factor > 0.0 && t->losses_seen >= 20 &&
            loss > t->cfg.jump_factor * t->loss_average;
+}
+
+/* A step went through: feed the loss average and count it. */
+static void count_step(dsc_trainer *t, double loss, int *counted)
+{
+    t->loss_average = t->losses_seen == 0 ? loss : 0.99 * t->loss_average + 0.01 * loss;
+    t->losses_seen++;
+    t->steps++;
+    *counted = 1;
+}
+
+/*
+ * Which step the next batch takes (the optimizer's rate set): DSC_ROWS_DENSE, or the rule of
+ * the sparse step for the first layer with its shrink factor (see the top of the file).
+ */
+static int choose_step(const dsc_trainer *t, double *factor)
+{
+    *factor = 1.0;
+    if (!t->rows_ready || !t->rows_allowed)
+        return DSC_ROWS_DENSE;
+
+    /* Clipping acts on the l2 * w of every weight, which the sparse step leaves out. */
+    double l2 = t->cfg.objective.l2;
+    if (l2 != 0.0 && (t->cfg.clip_norm > 0.0 || t->cfg.clip_value > 0.0))
+        return DSC_ROWS_DENSE;
+    return dsc__optim_rows_mode(t->opt, t->first_weights, l2, factor);
+}
+
+/* The sum of squares of the stored first-layer weights, recomputed when it may be stale. */
+static double first_layer_sq(dsc_trainer *t)
+{
+    dsc_model *m = t->model;
+    uint64_t revision = dsc__model_revision(m);
+
+    if (!t->first_sq_ok || t->first_sq_revision != revision) {
+        const float *w = dsc__model_raw_params(m);
+        double sum = 0.0;
+        for (size_t i = 0; i < t->first_weights; i++)
+            sum += (double)w[i] * (double)w[i];
+        t->first_sq = sum;
+        t->first_sq_ok = 1;
+        t->first_sq_revision = revision;
+    }
+    return t->first_sq;
+}
+
+/* The scale is folded once it leaves this range, long before float precision suffers. */
+#define MIN_SCALE 1e-9
+#define MAX_SCALE 1e9
+
+/*
+ * The sparse step on rows[0..n): the dense step below restricted to the touched rows and
+ * the tail, with mode and factor from choose_step.
+ */
+static int take_sparse_step(dsc_trainer *t, const uint32_t *rows, size_t n, double lr,
+                            int mode, double factor, double *loss, int *counted)
+{
+    dsc_model *m = t->model;
+    float *params = dsc__model_raw_params(m);
+    float *grads = dsc__model_raw_grads(m);
+    const dsc_objective *obj = &t->cfg.objective;
+    int with_l2 = obj->l2 != 0.0;
+    double scale = dsc__model_scale(m);
+    double first_sq = with_l2 ? scale * scale * first_layer_sq(t) : 0.0;
+    dsc_row_set set;
+
+    int rc = dsc__model_loss_grad_rows(m, &t->train, rows, n, obj, first_sq,
+                                       t->cfg.clip_norm > 0.0, loss, &set);
+    if (rc < 0)
+        return rc;
+    if (!isfinite(*loss))
+        return diverged(t, "loss", lr);
+    if (!dsc__rows_all_finite(grads, &set))
+        return diverged(t, "gradient", lr);
+    if (loss_jumped(t, *loss))
+        return diverged(t, "loss", lr);
+
+    if (t->cfg.clip_value > 0.0)
+        dsc__rows_clip_value(grads, &set, (float)t->cfg.clip_value);
+    if (t->cfg.clip_norm > 0.0)
+        dsc__rows_clip_norm(grads, &set, t->cfg.clip_norm);
+
+    /* The update; a scaled step shrinks every weight through the scale. */
+    set.row_scale = mode == DSC_ROWS_SCALED ? scale * factor : 0.0;
+    take_sparse_snapshot(t, &set, scale);
+    double old_sq = with_l2 ? dsc__rows_sum_sq(params, &set) : 0.0;
+    rc = dsc__optim_step_rows(t->opt, params, grads, &set);
+    if (rc < 0)
+        return rc;
+    if (mode == DSC_ROWS_SCALED)
+        dsc__model_set_scale(m, set.row_scale);
+    if (!dsc__rows_all_finite(params, &set)) {
+        /* Undo this update at once: the snapshot holds what it changed. */
+        restore_snapshot(t);
+        t->have_snapshot = 0;
+        return diverged(t, "weights", lr);
+    }
+    if (with_l2)
+        t->first_sq += dsc__rows_sum_sq(params, &set) - old_sq;
+
+    double now = dsc__model_scale(m);
+    if (!(now >= MIN_SCALE && now <= MAX_SCALE))
+        dsc__model_fold(m);
+    count_step(t, *loss, counted);
+    return DSC_OK;
 }
 
 /*
@@ -483,13 +841,20 @@ static int take_step(dsc_trainer *t, const uint32_t *rows, size_t n, double *los
 {
     dsc_model *m = t->model;
     size_t n_params = dsc_model_n_params(m);
-    float *params = dsc_model_params(m);
-    float *grads = dsc_model_grads(m);
+    float *params = dsc__model_raw_params(m);
+    float *grads = dsc__model_raw_grads(m);
     double lr = t->lr_scale * dsc_schedule_lr(&t->cfg.schedule, &t->sched_state, t->steps,
                                               (int64_t)t->n_epochs, t->metrics, t->n_epochs);
 
     *counted = 0;
     dsc_optim_set_lr(t->opt, lr);
+    double factor;
+    int mode = choose_step(t, &factor);
+    if (mode != DSC_ROWS_DENSE)
+        return take_sparse_step(t, rows, n, lr, mode, factor, loss, counted);
+
+    /* The dense step, on the weights as they are (the scale folded). */
+    dsc__model_fold(m);
     int rc = dsc_model_loss_grad(m, &t->train, rows, n, &t->cfg.objective, loss);
     if (rc < 0)
         return rc;
@@ -510,19 +875,14 @@ static int take_step(dsc_trainer *t, const uint32_t *rows, size_t n, double *los
         rc = dsc_optim_step(t->opt, params, grads);
     if (rc < 0)
         return rc;
+    t->first_sq_ok = 0;
     if (!dsc__all_finite(params, n_params)) {
         /* Undo this update at once: the snapshot holds the weights just before it. */
-        memcpy(params, t->snapshot, n_params * sizeof(float));
-        if (t->opt_snapshot)
-            dsc_optim_state_load(t->opt, t->opt_snapshot, t->opt_state_size);
+        restore_snapshot(t);
         t->have_snapshot = 0;
         return diverged(t, "weights", lr);
     }
-
-    t->loss_average = t->losses_seen == 0 ? *loss : 0.99 * t->loss_average + 0.01 * *loss;
-    t->losses_seen++;
-    t->steps++;
-    *counted = 1;
+    count_step(t, *loss, counted);
     return DSC_OK;
 }
 
@@ -585,6 +945,7 @@ static void update_convergence(dsc_trainer *t, double monitored)
 static int finish_epoch(dsc_trainer *t)
 {
     dsc_epoch_stats *stats = &t->history[t->n_epochs];
+    dsc__model_fold(t->model); /* validation, the best weights and the caller see w */
     stats->epoch = (int64_t)t->n_epochs + 1;
     stats->steps = t->steps;
     stats->train_loss = t->epoch_rows ? t->epoch_loss_sum / (double)t->epoch_rows : NAN;
@@ -902,6 +1263,7 @@ int dsc_trainer_state_save(const dsc_trainer *t, void *buf, size_t size)
     if (size != dsc_trainer_state_size(t))
         return dsc__fail(DSC_EINVAL, "train: the state takes %zu bytes, not %zu",
                          dsc_trainer_state_size(t), size);
+    dsc__model_fold(t->model); /* the state holds the weights themselves */
 
     byte_cursor c = {.at = buf, .end = (unsigned char *)buf + size};
     int rc = write_state(t, &c);
