@@ -68,8 +68,11 @@ $(BUILD)/test_list.h: $(TEST_SRC) | $(BUILD)
 	sed -n 's/^TEST(\([A-Za-z0-9_]*\)).*/X(\1)/p' $(TEST_SRC) > $@.tmp
 	mv $@.tmp $@
 
-$(BUILD)/run-tests: $(TEST_OBJ) $(BUILD)/libdescent.a
-	$(CC) $(CFLAGS) -o $@ $(TEST_OBJ) $(BUILD)/libdescent.a $(LDLIBS)
+# The runner links the command's objects (not main.o), so that tests can call cmd_train etc.
+CLI_LIB_OBJ = $(filter-out $(BUILD)/cli/main.o,$(CLI_OBJ))
+
+$(BUILD)/run-tests: $(TEST_OBJ) $(CLI_LIB_OBJ) $(BUILD)/libdescent.a
+	$(CC) $(CFLAGS) -o $@ $(TEST_OBJ) $(CLI_LIB_OBJ) $(BUILD)/libdescent.a $(LDLIBS)
 
 $(BUILD)/examples/%: examples/%.c $(BUILD)/libdescent.a | $(BUILD)/examples
 	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libdescent.a $(LDLIBS)
@@ -154,6 +157,7 @@ FUZZ_MAXLEN_options := 512
 FUZZ_FLAGS_options := -close_fd_mask=3
 
 .PHONY: fuzz fuzz-check fuzz-build
+.PRECIOUS: $(FUZZ_DIR)/obj/%.o $(FUZZ_DIR)/cli/%.o $(FUZZ_DIR)/fuzz_%
 
 fuzz: $(addprefix fuzz-run-,$(FUZZ_NAMES))
 
@@ -174,8 +178,9 @@ $(FUZZ_DIR)/cli/%.o: cli/%.c include/descent.h $(wildcard cli/*.h) | fuzz-check
 	@mkdir -p $(@D)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -Icli -c $< -o $@
 
-$(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c $(wildcard tests/fuzz/*.h) $(FUZZ_LIB_OBJ) \
-		$(FUZZ_CLI_OBJ) | fuzz-check
+$(FUZZ_DIR)/fuzz_options: $(FUZZ_CLI_OBJ)
+
+$(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c $(wildcard tests/fuzz/*.h) $(FUZZ_LIB_OBJ) | fuzz-check
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -Icli -Itests/fuzz -o $@ $< $(FUZZ_LIB_OBJ) \
 	    $(if $(filter fuzz_options,$(@F)),$(FUZZ_CLI_OBJ)) -lm $(if $(HAVE_ZLIB),-lz)
 

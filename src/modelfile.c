@@ -381,32 +381,25 @@ static void write_model(writer *w, const dsc_model *model, const dsc_prep *prep,
     }
 }
 
-/* Make the rename of a file in path's folder durable; best effort, errors are ignored. */
-static void sync_folder(const char *path)
+/*
+ * Make the rename of a file in path's folder durable; best effort, errors are ignored. path
+ * is a writable copy of a path in that folder (the temporary name), cut at its last '/' here,
+ * so that no allocation can fail unnoticed after the file is in place.
+ */
+static void sync_folder(char *path)
 {
-    const char *slash = strrchr(path, '/');
-    char *folder;
+    char *slash = strrchr(path, '/');
+    const char *folder = path;
 
-    if (!slash) {
-        folder = dsc__alloc(2);
-        if (folder)
-            strcpy(folder, ".");
-    } else {
-        size_t len = slash == path ? 1 : (size_t)(slash - path);
-        folder = dsc__alloc(len + 1);
-        if (folder) {
-            memcpy(folder, path, len);
-            folder[len] = '\0';
-        }
-    }
-    if (!folder)
-        return;
+    if (!slash)
+        folder = ".";
+    else
+        slash[slash == path ? 1 : 0] = '\0';
     int fd = open(folder, O_RDONLY);
     if (fd >= 0) {
         fsync(fd);
         close(fd);
     }
-    dsc__free(folder);
 }
 
 /*
@@ -501,8 +494,8 @@ static int save_file(const char *path, const dsc_model *model, const dsc_prep *p
         return dsc__fail(DSC_EIO, "%s: writing the model failed: %s", path,
                          failed_errno > 0 ? strerror(failed_errno) : "unknown error");
     }
+    sync_folder(tmp_path);
     dsc__free(tmp_path);
-    sync_folder(path);
     return DSC_OK;
 }
 

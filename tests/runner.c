@@ -1,7 +1,7 @@
 /*
  * runner.c - runs every TEST of the suite, each in a child process with a time limit, and
  * ends with the line "N passed, N failed". Arguments, when given, select the tests whose
- * names contain one of them.
+ * names contain one of them; an argument -NAME leaves out the tests whose names contain NAME.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "test.h"
@@ -50,15 +50,21 @@ const char *test_tmpdir(void)
     return tmpdir;
 }
 
+/* Whether a test runs: named by an argument (or none given), and by no -NAME argument. */
 static int selected(const char *name, int argc, char **argv)
 {
-    if (argc < 2)
-        return 1;
+    int any_include = 0, included = 0;
+
     for (int i = 1; i < argc; i++) {
-        if (strstr(name, argv[i]))
-            return 1;
+        if (argv[i][0] == '-') {
+            if (strstr(name, argv[i] + 1))
+                return 0;
+        } else {
+            any_include = 1;
+            included |= strstr(name, argv[i]) != NULL;
+        }
     }
-    return 0;
+    return !any_include || included;
 }
 
 /* Run one test in a child; 1 when it passed. */
