@@ -28,6 +28,23 @@ CFLAGS += -fopenmp
 LDLIBS += -fopenmp
 endif
 
+# Optional: OpenBLAS, for the dense layers' matrix products (cblas_sgemm). BLAS=auto (the
+# default) uses it when pkg-config finds it, BLAS=openblas insists on it, BLAS=no keeps the
+# built-in kernels. `descent --version` names the one built in.
+BLAS ?= auto
+ifeq ($(BLAS),auto)
+override BLAS := $(if $(shell pkg-config --exists openblas 2>/dev/null && echo yes),openblas,no)
+endif
+ifeq ($(BLAS),openblas)
+ifneq ($(shell pkg-config --exists openblas 2>/dev/null && echo yes),yes)
+$(error BLAS=openblas: pkg-config does not find openblas (install libopenblas-dev))
+endif
+CFLAGS += -DDSC_HAVE_CBLAS $(shell pkg-config --cflags openblas)
+LDLIBS += $(shell pkg-config --libs openblas)
+else ifneq ($(BLAS),no)
+$(error BLAS=$(BLAS): use auto, openblas or no)
+endif
+
 LIB_SRC := $(sort $(wildcard src/*.c))
 CLI_SRC := $(sort $(wildcard cli/*.c))
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
@@ -37,7 +54,7 @@ LIB_OBJ := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(LIB_SRC))
 CLI_OBJ := $(patsubst cli/%.c,$(BUILD)/cli/%.o,$(CLI_SRC))
 TEST_OBJ := $(patsubst tests/%.c,$(BUILD)/tests/%.o,$(TEST_SRC) tests/runner.c)
 
-.PHONY: all lib test test-plain test-asan demo clean examples
+.PHONY: all lib test test-plain test-asan test-builtin demo clean examples
 
 all: lib $(if $(CLI_SRC),$(BUILD)/descent) examples
 
@@ -88,13 +105,18 @@ SAN_FLAGS = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-om
 HAVE_SAN := $(shell echo 'int main(void){return 0;}' | \
               $(CC) $(SAN_FLAGS) -x c - -o /dev/null 2>/dev/null && echo yes)
 
-test: test-plain $(if $(HAVE_SAN),test-asan)
+test: test-plain $(if $(HAVE_SAN),test-asan) $(if $(filter openblas,$(BLAS)),test-builtin)
 
 test-plain: all $(BUILD)/run-tests
 	DSC_BUILD=$(BUILD) $(BUILD)/run-tests
 
 test-asan:
 	$(MAKE) --no-print-directory BUILD=build/asan OPT=-O1 SAN="$(SAN_FLAGS)" test-plain
+
+# With OpenBLAS, `make test` also runs the suite on the built-in kernels (BLAS=no), so that
+# both back ends of the dense layers are tested; they are built in $(BUILD)/builtin.
+test-builtin:
+	$(MAKE) --no-print-directory BUILD=$(BUILD)/builtin BLAS=no test-plain
 
 # The main job on bundled real data: an MLP on the UCI digits and logistic regression on
 # the breast-cancer set, each with a held-out fifth of the rows.
@@ -142,7 +164,7 @@ bench: bench-build
 FUZZ_CC ?= clang
 FUZZ_SECONDS ?= 60
 FUZZ_DIR := build/fuzz
-FUZZ_NAMES := csv libsvm npy idx model checkpoint options
+FUZZ_NAMES := csv libsvm npy idx model checkpoint options cache
 FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 FUZZ_CFLAGS = -O1 $(CFLAGS_BASE) -DDSC_NO_CLONES $(if $(HAVE_ZLIB),-DDSC_HAVE_ZLIB) $(FUZZ_SAN)
 FUZZ_LIB_OBJ = $(patsubst src/%.c,$(FUZZ_DIR)/obj/%.o,$(LIB_SRC))
@@ -154,6 +176,7 @@ FUZZ_MAXLEN_idx := 2048
 FUZZ_MAXLEN_model := 4096
 FUZZ_MAXLEN_checkpoint := 8192
 FUZZ_MAXLEN_options := 512
+FUZZ_MAXLEN_cache := 4096
 FUZZ_FLAGS_options := -close_fd_mask=3
 
 .PHONY: fuzz fuzz-check fuzz-build
@@ -190,3 +213,33 @@ fuzz-run-%: $(FUZZ_DIR)/fuzz_%
 	    -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix=$(FUZZ_DIR)/crash-$*- \
 	    $(FUZZ_FLAGS_$*) $(if $(wildcard tests/fuzz/$*.dict),-dict=tests/fuzz/$*.dict) \
 	    $(FUZZ_DIR)/corpus/$* tests/fuzz/corpus/$*
+
+# ---- Valgrind ------------------------------------------------------------------------------
+# `make test-valgrind` builds the suite plainly in build/valgrind (-O1 -g, no sanitizers, no
+# OpenMP) and runs all of it under memcheck, following the runner's forks and the commands
+# the tests start (descent, the example). Each process logs to build/valgrind/logs/PID.log;
+# a memory error or a definite or indirect leak makes its process exit 97, which fails its
+# test, and any log with errors fails the run. Slow (tens of minutes): never part of `make
+# test`. DSC_TEST_TIME_SCALE stretches the runner's time limits; VALGRIND_TESTS=NAME... picks
+# tests as the runner's arguments do.
+VALGRIND ?= valgrind
+VALGRIND_DIR := build/valgrind
+VALGRIND_SCALE ?= 40
+VALGRIND_SKIP := */rm,*/mkdir,*/python3*,*/xmllint,*/rsvg-convert
+VALGRIND_FLAGS = --tool=memcheck --leak-check=full --show-leak-kinds=definite,indirect \
+    --errors-for-leak-kinds=definite,indirect --error-exitcode=97 --num-callers=30 \
+    --trace-children=yes --trace-children-skip='$(VALGRIND_SKIP)' \
+    --log-file=$(CURDIR)/$(VALGRIND_DIR)/logs/%p.log $(VALGRIND_EXTRA)
+
+.PHONY: test-valgrind
+test-valgrind:
+	$(MAKE) --no-print-directory BUILD=$(VALGRIND_DIR) OPT=-O1 OPENMP=no SAN= all \
+	    $(VALGRIND_DIR)/run-tests
+	rm -rf $(VALGRIND_DIR)/logs && mkdir -p $(VALGRIND_DIR)/logs
+	DSC_BUILD=$(VALGRIND_DIR) DSC_TEST_TIME_SCALE=$(VALGRIND_SCALE) $(VALGRIND) \
+	    $(VALGRIND_FLAGS) $(VALGRIND_DIR)/run-tests $(VALGRIND_TESTS); status=$$?; \
+	bad=$$(grep -l 'ERROR SUMMARY: [1-9]' $(VALGRIND_DIR)/logs/*.log); \
+	for f in $$bad; do echo "valgrind: errors in $$f"; done; \
+	echo "valgrind: $$(ls $(VALGRIND_DIR)/logs | wc -l) processes," \
+	    "$$(echo $$bad | wc -w) with errors"; \
+	test $$status -eq 0 && test -z "$$bad"

@@ -159,6 +159,13 @@ typedef struct cli_data_options {
 } cli_data_options;
 
 /*
+ * The options that read data the way the model was trained: the same target column (copied
+ * into target, target_size bytes), missing-value policy and task. 0, or 2 after the error.
+ */
+int cli_model_read_options(const cli_data_options *how, const cli_loaded *loaded,
+                           dsc_read_options *opts, char *target, size_t target_size);
+
+/*
  * Read a data file for a trained model: encoded with the model's preprocessing, with the
  * training's target column and missing-value policy, then imputed and standardised.
  * 0, or an exit status after the error line.
@@ -191,5 +198,6 @@ int cmd_eval(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
 int cmd_lr_find(int argc, char **argv);
+int cmd_convert(int argc, char **argv);
 
 #endif /* DSC_CLI_H */

@@ -198,27 +198,38 @@ int cli_parse_format(const char *name, const char *text, dsc_format *out)
     return 0;
 }
 
+int cli_model_read_options(const cli_data_options *how, const cli_loaded *loaded,
+                           dsc_read_options *opts, char *target, size_t target_size)
+{
+    char missing[32];
+
+    /* Read the way the model was trained: same target column, same missing-value policy. */
+    dsc_read_options_default(opts);
+    int rc = cli_parse_format("--format", how->format_text, &opts->format);
+    if (rc != 0)
+        return rc;
+    opts->labels_path = how->labels_path;
+    opts->classify = dsc_model_is_classifier(loaded->model) ? 1 : 0;
+    if (cli_setting(loaded->settings, "target", target, target_size))
+        opts->target = target;
+    if (cli_setting(loaded->settings, "missing", missing, sizeof missing)) {
+        int policy = dsc_missing_from_name(missing);
+        if (policy >= 0)
+            opts->missing = (dsc_missing)policy;
+    }
+    return 0;
+}
+
 int cli_read_for_model(const char *path, const cli_data_options *how, const cli_loaded *loaded,
                        dsc_table **table)
 {
     dsc_read_options opts;
-    char target[256], missing[32];
+    char target[256];
     int err = 0;
 
-    /* Read the way the model was trained: same target column, same missing-value policy. */
-    dsc_read_options_default(&opts);
-    int rc = cli_parse_format("--format", how->format_text, &opts.format);
+    int rc = cli_model_read_options(how, loaded, &opts, target, sizeof target);
     if (rc != 0)
         return rc;
-    opts.labels_path = how->labels_path;
-    opts.classify = dsc_model_is_classifier(loaded->model) ? 1 : 0;
-    if (cli_setting(loaded->settings, "target", target, sizeof target))
-        opts.target = target;
-    if (cli_setting(loaded->settings, "missing", missing, sizeof missing)) {
-        int policy = dsc_missing_from_name(missing);
-        if (policy >= 0)
-            opts.missing = (dsc_missing)policy;
-    }
 
     *table = dsc_table_read(path, &opts, loaded->prep, &err);
     if (!*table)

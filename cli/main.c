@@ -18,6 +18,8 @@ static const char overview[] =
     "  compare DATA [--optimizers A,B,..]     race optimizers, batch sizes (--batch 1,32,full)\n"
     "                                         or rates (--lr 0.001,0.01) on DATA\n"
     "  lr-find DATA [--plot FILE.svg]         suggest a learning rate by a range test\n"
+    "  convert DATA -o FILE.dscd [options]    parse DATA once into a data cache, which every\n"
+    "                                         command then maps instead of parsing\n"
     "\n"
     "  descent COMMAND --help                 the options of a command\n"
     "  descent --version                      the version and the optional parts built in\n"
@@ -38,6 +40,7 @@ int main(int argc, char **argv)
         {"inspect", cmd_inspect},
         {"compare", cmd_compare},
         {"lr-find", cmd_lr_find},
+        {"convert", cmd_convert},
     };
 
     if (argc < 2) {

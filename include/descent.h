@@ -58,7 +58,11 @@ enum {
     DSC_ESTATE = -11     /* a call made in the wrong state (for example, after a failure) */
 };
 
-/* The optional parts this build was made with, for example "zlib". Never NULL. */
+/*
+ * The optional parts this build was made with, separated by spaces: first the back end of
+ * the dense layers' matrix products, "gemm=openblas" or "gemm=built-in", then "openmp" and
+ * "zlib" when present, for example "gemm=built-in openmp zlib". Never NULL.
+ */
 const char *dsc_build_features(void);
 
 /*
@@ -688,6 +692,18 @@ typedef struct dsc_table dsc_table;
  * dsc_table_n_unseen) and a class unseen in training is an error. "-" reads standard input.
  * Missing values, when allowed, are left as NaN until dsc_prep_apply. Every malformed input
  * is an error whose message names the file, line and column.
+ *
+ * A data cache (dsc_table_save_cache) is recognised by its first bytes, whatever its name or
+ * opts->format, and memory-mapped: the table's arrays point into the file, nothing is parsed
+ * or copied, and dsc_table_free unmaps it. The options that shaped the parsing (format,
+ * delimiter, header, max_levels, labels_path) were applied at conversion and are ignored;
+ * opts->target, when given, must name the target column the cache was converted with;
+ * opts->missing applies as to a data file (a cache holding missing values read with the
+ * policy "error" is an error naming the first); opts->classify 1 learns classes from
+ * numeric targets and 0 reads numeric class labels as targets. With prep given, the cache's
+ * columns, one-hot levels and classes are matched to prep's (a copy is made only where they
+ * differ). A truncated, corrupted or newer cache is an error (DSC_EFORMAT, DSC_ECHECKSUM,
+ * DSC_EVERSION), never a crash. A cache is not recognised on standard input.
  */
 dsc_table *dsc_table_read(const char *path, const dsc_read_options *opts,
                           const dsc_prep *prep, int *err);
@@ -703,6 +719,26 @@ dsc_prep *dsc_table_prep(dsc_table *table);
 
 /* Number of values of a one-hot column whose level was unseen in training. */
 size_t dsc_table_n_unseen(const dsc_table *table);
+
+/*
+ * Save table, as dsc_table_read gave it (before dsc_prep_apply), as a data cache at path
+ * (by convention FILE.dscd), which dsc_table_read later maps instead of parsing: a binary
+ * file with a magic number, a format version and the byte order, the features (dense or
+ * CSR), the class labels or targets, the sample weights if any and the encoding (columns,
+ * one-hot levels, class names), each array 64-byte aligned so that it is used in place, and
+ * CRC-32 checksums. It is written to a temporary file in the same folder, synced and renamed,
+ * so that a failure never leaves a partial file at path. DSC_ESTATE for a table that
+ * dsc_prep_apply has changed.
+ */
+int dsc_table_save_cache(const char *path, const dsc_table *table);
+
+/*
+ * Check a data cache completely: what dsc_table_read checks (the header and its checksum,
+ * every size, the encoding and its checksum, labels and sparse indices within bounds) and
+ * also the checksum of every data array, which dsc_table_read skips so that loading costs
+ * no pass over the data. DSC_OK, or the error naming what is wrong.
+ */
+int dsc_cache_verify(const char *path);
 
 /*
  * Learn the imputation values of the missing-value policy and, when standardize is set, each

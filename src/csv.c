@@ -345,6 +345,8 @@ typedef struct csv {
     uint64_t line_start; /* file offset of that line's first byte */
     char delim;
     bool stop[256];      /* bytes that end a run of an unquoted field */
+    bool blank[256];     /* spaces and tabs that are not the delimiter */
+    bool fast_stop[256]; /* bytes read_row_fast leaves to read_record: delimiter " CR NUL */
 
     bool learning;
     const dsc_prep *prep;
@@ -365,6 +367,14 @@ typedef struct csv {
     uint32_t **chunks;   /* the row store */
     size_t n_chunks, chunks_cap, rows_per_chunk, n_rows;
     size_t n_missing, n_unseen;
+
+    /* read_row_fast: a record whose text is the line in buf, the fields it leaves to
+     * feature_cell and target_cell, and cells for a row whose chunk is not yet made. */
+    bool fast;           /* read_row_fast is allowed (dsc__allow_fast_text) */
+    size_t n_fast;       /* rows it stored */
+    record view;
+    struct slow_field *slow;
+    uint32_t *scratch;
 } csv;
 
 /* A value made safe for a one-line message: control bytes as '?', cut at SHOWN_BYTES. */
@@ -919,6 +929,20 @@ static int feature_cell(csv *c, const record *r, size_t j, uint32_t *cell)
     return 0;
 }
 
+/* Make the row store's chunk for row n_rows when it has none (line is for the message). */
+static int make_chunk(csv *c, uint64_t line)
+{
+    if (c->n_rows / c->rows_per_chunk < c->n_chunks)
+        return 0;
+    if (!grow((void **)&c->chunks, &c->chunks_cap, c->n_chunks + 1, sizeof(uint32_t *)))
+        return fail_at(c, DSC_ENOMEM, line, 1, "out of memory");
+    c->chunks[c->n_chunks] = dsc__alloc(dsc__mul(c->rows_per_chunk * c->n_fields, 4));
+    if (!c->chunks[c->n_chunks])
+        return fail_at(c, DSC_ENOMEM, line, 1, "out of memory");
+    c->n_chunks++;
+    return 0;
+}
+
 /* Store one data record as row n_rows. */
 static int add_row(csv *c, const record *r)
 {
@@ -931,18 +955,11 @@ static int add_row(csv *c, const record *r)
     if (c->n_rows == MAX_ROWS)
         return fail_at(c, DSC_ELIMIT, r->line, 1, "more than %zu data rows", MAX_ROWS - 1);
 
-    size_t chunk = c->n_rows / c->rows_per_chunk;
-    if (chunk == c->n_chunks) {
-        if (!grow((void **)&c->chunks, &c->chunks_cap, c->n_chunks + 1, sizeof(uint32_t *)))
-            return fail_at(c, DSC_ENOMEM, r->line, 1, "out of memory");
-        c->chunks[c->n_chunks] = dsc__alloc(dsc__mul(c->rows_per_chunk * c->n_fields, 4));
-        if (!c->chunks[c->n_chunks])
-            return fail_at(c, DSC_ENOMEM, r->line, 1, "out of memory");
-        c->n_chunks++;
-    }
+    int rc = make_chunk(c, r->line);
+    if (rc)
+        return rc;
     uint32_t *cells = row_cells(c, c->n_rows);
     for (size_t j = 0; j < c->n_fields; j++) {
-        int rc;
         if (c->target_kind != TARGET_NONE && j == c->target)
             rc = target_cell(c, r, &cells[j]);
         else
@@ -951,6 +968,147 @@ static int add_row(csv *c, const record *r)
             return rc;
     }
     c->n_rows++;
+    return 0;
+}
+
+/* ---- The usual record, read in place ------------------------------------------------------ */
+
+/*
+ * Lines at most this long (in bytes) may take read_row_fast. Below MAX_COLUMNS, such a line
+ * cannot reach the field, line or column limits that read_record enforces.
+ */
+#define FAST_LINE_MAX (MAX_COLUMNS - 1)
+
+/* A field read_row_fast hands to feature_cell or target_cell: its column and text. */
+struct slow_field {
+    size_t j;
+    uint32_t start, off, len; /* from the line's start: the field, its trimmed text, length */
+};
+
+/* Whether a number in file column j is stored as its float as it stands. */
+static bool stored_as_number(const csv *c, size_t j)
+{
+    return !c->cols[j].categorical && !(j == c->target && c->target_kind == TARGET_CLASS);
+}
+
+/*
+ * The usual data record straight from the buffer, without copying it: one line complete in
+ * the buffer, without quotes, NUL bytes or lone CRs, no longer than FAST_LINE_MAX, with the
+ * expected number of fields. Numbers take the fast path of dsc__parse_float as the fields are
+ * split; any other field goes through feature_cell or target_cell as add_row does, with the
+ * same line and column. Returns 1 when the record was stored (as add_row would), 0 when
+ * read_record and add_row must take it (nothing was stored, nothing consumed but the LF of a
+ * CRLF), or a negative code.
+ */
+static int read_row_fast(csv *c)
+{
+    if (c->skip_lf && c->pos < c->len) { /* the '\n' of a "\r\n" line end */
+        c->skip_lf = false;
+        if (c->buf[c->pos] == '\n') {
+            c->pos++;
+            c->line_start = c->base + c->pos;
+        }
+    }
+    if (c->skip_lf)
+        return 0;
+
+    /* The line end, reading on (and growing the buffer) for a line that is not all in. */
+    unsigned char *newline;
+    while (!(newline = memchr(c->buf + c->pos, '\n', c->len - c->pos))) {
+        if (c->len - c->pos > FAST_LINE_MAX)
+            return 0;
+        long got = refill(c);
+        if (got <= 0)
+            return (int)got;
+    }
+    const unsigned char *line = c->buf + c->pos, *end = newline;
+    if (end > line && end[-1] == '\r')
+        end--;
+    if ((size_t)(end - line) > FAST_LINE_MAX)
+        return 0;
+
+    /* Split and read the fields: numbers into their cells, the rest listed for later. */
+    uint32_t *cells = c->n_rows / c->rows_per_chunk < c->n_chunks ? row_cells(c, c->n_rows)
+                                                                   : c->scratch;
+    const unsigned char *p = line;
+    size_t n_slow = 0, last = c->n_fields - 1;
+    for (size_t j = 0;; j++) {
+        const unsigned char *start = p;
+        while (p < end && c->blank[*p])
+            p++;
+        float v;
+        const unsigned char *after = (const unsigned char *)dsc__scan_float(
+            (const char *)p, (const char *)end, &v);
+        const unsigned char *next = after;
+        while (next && next < end && c->blank[*next])
+            next++;
+        if (next && (next == end || *next == (unsigned char)c->delim) && stored_as_number(c, j)) {
+            cells[j] = float_bits(v);
+        } else {
+            const unsigned char *text = p;
+            while (p < end && !c->fast_stop[*p])
+                p++;
+            if (p < end && *p != (unsigned char)c->delim)
+                return 0; /* a quote, NUL or lone CR */
+            next = p;
+            while (p > text && c->blank[p[-1]])
+                p--;
+            c->slow[n_slow++] = (struct slow_field){j, (uint32_t)(start - line),
+                                                    (uint32_t)(text - line), (uint32_t)(p - text)};
+        }
+        if ((next == end) != (j == last))
+            return 0; /* too few or too many fields: add_row says so */
+        if (j == last)
+            break;
+        p = next + 1;
+    }
+    if (c->n_fields == 1 && n_slow == 1 && c->slow[0].len == 0)
+        return 0; /* a blank line, which read_record skips */
+    if (c->n_rows == MAX_ROWS)
+        return 0;
+
+    /* The record is well formed: store it as add_row does. */
+    int rc = make_chunk(c, c->line);
+    if (rc)
+        return rc;
+    if (cells == c->scratch) {
+        cells = row_cells(c, c->n_rows);
+        memcpy(cells, c->scratch, c->n_fields * sizeof *cells);
+    }
+    record *view = &c->view;
+    view->text = (char *)line;
+    view->line = view->end_line = c->line;
+    view->end_col = (size_t)(end - line) + 1;
+    view->n = c->n_fields;
+    for (size_t k = 0; k < n_slow; k++) {
+        const struct slow_field *s = &c->slow[k];
+        size_t j = s->j;
+        view->fields[j] = (field){s->off, s->len, c->line, (size_t)s->start + 1, false};
+        if (c->target_kind != TARGET_NONE && j == c->target)
+            rc = target_cell(c, view, &cells[j]);
+        else
+            rc = feature_cell(c, view, j, &cells[j]);
+        if (rc)
+            return rc;
+    }
+    c->n_rows++;
+    c->n_fast++;
+
+    c->pos = (size_t)(newline - c->buf) + 1;
+    c->line++;
+    c->line_start = c->base + c->pos;
+    return 1;
+}
+
+/* Room for read_row_fast once the number of fields is known. */
+static int fast_setup(csv *c)
+{
+    c->view.fields = dsc__alloc(dsc__mul(c->n_fields, sizeof(field)));
+    c->view.cap = c->n_fields;
+    c->slow = dsc__alloc(dsc__mul(c->n_fields, sizeof(struct slow_field)));
+    c->scratch = dsc__alloc(dsc__mul(c->n_fields, sizeof(uint32_t)));
+    if (!c->view.fields || !c->slow || !c->scratch)
+        return dsc__fail(DSC_ENOMEM, "%s: out of memory", c->path);
     return 0;
 }
 
@@ -1203,6 +1361,7 @@ static int lay_out(csv *c, dsc_table *table)
     table->data.n_targets = c->target_kind == TARGET_NUMBER ? 1 : 0;
     table->n_missing = c->n_missing;
     table->n_unseen = c->n_unseen;
+    table->target_column = c->target_kind != TARGET_NONE ? c->target + 1 : 0;
     return 0;
 }
 
@@ -1250,6 +1409,9 @@ static void csv_free(csv *c)
         dsc__free(c->rec[i].text);
         dsc__free(c->rec[i].fields);
     }
+    dsc__free(c->view.fields);
+    dsc__free(c->slow);
+    dsc__free(c->scratch);
     for (size_t j = 0; c->names && j < c->n_fields; j++)
         dsc__free(c->names[j]);
     dsc__free(c->names);
@@ -1287,6 +1449,10 @@ static int read_all(csv *c, dsc_table *table, const dsc_read_options *opts)
     else if ((rc = detect_delimiter(c)) != 0)
         return rc;
     c->stop[(unsigned char)c->delim] = c->stop['\n'] = c->stop['\r'] = c->stop[0] = true;
+    c->blank[' '] = c->blank['\t'] = true;
+    c->blank[(unsigned char)c->delim] = false;
+    c->fast_stop[(unsigned char)c->delim] = c->fast_stop['"'] = true;
+    c->fast_stop['\r'] = c->fast_stop[0] = true;
 
     /* The first two records decide the header; the target and columns follow. */
     record *r1 = &c->rec[0], *r2 = &c->rec[1];
@@ -1310,6 +1476,8 @@ static int read_all(csv *c, dsc_table *table, const dsc_read_options *opts)
     if (rc)
         return rc;
     c->rows_per_chunk = CHUNK_CELLS / c->n_fields ? CHUNK_CELLS / c->n_fields : 1;
+    if ((rc = fast_setup(c)) != 0)
+        return rc;
 
     /* The data records, streamed. */
     if (!c->header && (rc = add_row(c, r1)) != 0)
@@ -1317,7 +1485,12 @@ static int read_all(csv *c, dsc_table *table, const dsc_read_options *opts)
     if (got2 && (rc = add_row(c, r2)) != 0)
         return rc;
     for (;;) {
-        int got = read_record(c, r1);
+        int got = c->fast ? read_row_fast(c) : 0;
+        if (got < 0)
+            return got;
+        if (got > 0)
+            continue;
+        got = read_record(c, r1);
         if (got < 0)
             return got;
         if (got == 0)
@@ -1351,10 +1524,12 @@ int dsc__read_csv(dsc_table *table, FILE *in, const char *path, const dsc_read_o
     c.missing = prep ? prep->missing : opts->missing;
     c.max_levels = opts->max_levels ? opts->max_levels : 1000;
     c.classify = opts->classify;
+    c.fast = dsc__fast_text_allowed();
     if ((unsigned)c.missing >= DSC_MISSING_COUNT)
         return dsc__fail(DSC_EINVAL, "%s: unknown missing-value policy", path);
 
     int rc = read_all(&c, table, opts);
+    dsc__add_fast_text_rows(c.n_fast);
     csv_free(&c);
     return rc;
 }

@@ -9,6 +9,7 @@
  * db += the column sums of dZ, and the input gradient dA = dZ W^T.
  *
  * Each blocked kernel has a plain reference version at the end; the tests compare the two.
+ * Builds with OpenBLAS send the products to cblas_sgemm instead (see "The OpenBLAS back end").
  */
 #include "internal.h"
 
@@ -16,6 +17,10 @@
 
 #ifdef _OPENMP
 #include <omp.h>
+#endif
+#ifdef DSC_HAVE_CBLAS
+#include <cblas.h>
+#include <limits.h>
 #endif
 
 /* A tile of the output kept in registers: ROW_BLOCK rows by COL_BLOCK columns. */
@@ -175,6 +180,162 @@ static void grad_w_tile(const dsc_rows *in, size_t n, size_t p0, const float *dz
 }
 #endif
 
+#ifdef DSC_HAVE_CBLAS
+/*
+ * The OpenBLAS back end (built when pkg-config finds openblas; `make BLAS=no` leaves it out).
+ *
+ * Threads: OpenBLAS is told to use one thread, and each product is cut into tasks that
+ * OpenMP hands out to its threads, each task one or more cblas_sgemm calls that write only
+ * the task's own outputs. The cuts depend on the sizes alone, never on the number of
+ * threads: tasks BLAS_COLS outputs wide, forward sums added BLAS_DEPTH terms per call,
+ * weight-gradient sums BLAS_SCRATCH / BLAS_COLS rows per call. So every output comes from
+ * the same calls on the same numbers and the results are bit-identical for any
+ * dsc_set_threads count (which thread runs a task does not matter, hence the dynamic
+ * schedule, which copes better with a busy machine). Letting OpenBLAS thread each product
+ * itself was ruled out: how it cuts a product depends on its thread count, nothing promises
+ * the same bits, and its pool of threads would compete with the OpenMP threads (which wait
+ * by spinning) for the same cores. The price is smaller calls, each packing its slice of
+ * the weights again: about a tenth slower than one call per product at batch 256 on one
+ * thread, no slower at batch 32.
+ *
+ * Rows picked by index (a shuffled batch) are copied, a block of at most BLAS_SCRATCH floats
+ * at a time, into a buffer on the stack, as cblas_sgemm needs evenly spaced rows; rows that
+ * are already evenly spaced are passed as they are, in blocks of the same shape, so both
+ * give the same bits.
+ *
+ * Known shortcomings: OpenBLAS uses fused multiply-adds and picks its kernels for the
+ * processor at run time, so unlike the built-in kernels its results can differ in the last
+ * bits between two x86-64 machines. openblas_set_num_threads() is global: it also limits
+ * any other use of OpenBLAS in the same process to one thread. One-output layers keep the
+ * built-in dot products.
+ */
+
+/* Not declared by every cblas.h; part of OpenBLAS's interface. */
+void openblas_set_num_threads(int num_threads);
+int openblas_get_num_threads(void);
+
+/* The width of a task in outputs (columns of Z and dA, rows of dW). */
+#define BLAS_COLS 128
+/* The most terms of a forward sum that one call adds (the rest in later calls). */
+#define BLAS_DEPTH 256
+/* Floats of the stack buffer that gathers picked rows: 64 KiB. */
+#define BLAS_SCRATCH (64 * 256)
+
+/* Make OpenBLAS run each call on the calling thread (see above); cheap once set. */
+static void blas_one_thread(void)
+{
+    if (openblas_get_num_threads() != 1)
+        openblas_set_num_threads(1);
+}
+
+/* Whether the inputs' rows can go to cblas_sgemm as they are: evenly spaced, int-sized. */
+static int rows_in_place(const dsc_rows *in)
+{
+    return !in->rows && in->stride <= INT_MAX;
+}
+
+/*
+ * The block A[i0 .. i0 + rows, p0 .. p0 + cols) of the inputs as a matrix for cblas_sgemm:
+ * where it is, or copied into buf (rows * cols floats). *ld gets its row spacing.
+ */
+static const float *input_block(const dsc_rows *in, size_t i0, size_t rows, size_t p0,
+                                size_t cols, float *buf, int *ld)
+{
+    if (rows_in_place(in)) {
+        *ld = (int)in->stride;
+        return row_of(in, i0) + p0;
+    }
+    for (size_t r = 0; r < rows; r++)
+        memcpy(buf + r * cols, row_of(in, i0 + r) + p0, cols * sizeof(float));
+    *ld = (int)cols;
+    return buf;
+}
+
+/* Z = A W + b: tasks of BLAS_SCRATCH / BLAS_DEPTH rows by BLAS_COLS columns. */
+static void blas_forward(const dsc_rows *in, size_t n, size_t k, const float *w,
+                         const float *b, size_t m, float *z)
+{
+    const size_t task_rows = BLAS_SCRATCH / BLAS_DEPTH;
+    size_t row_tasks = (n + task_rows - 1) / task_rows;
+    size_t col_tasks = (m + BLAS_COLS - 1) / BLAS_COLS;
+
+    blas_one_thread();
+#pragma omp parallel for collapse(2) schedule(dynamic) if (use_threads(n, k, m))
+    for (size_t rt = 0; rt < row_tasks; rt++) {
+        for (size_t ct = 0; ct < col_tasks; ct++) {
+            size_t i0 = rt * task_rows, j0 = ct * BLAS_COLS;
+            size_t rows = n - i0 < task_rows ? n - i0 : task_rows;
+            size_t cols = m - j0 < BLAS_COLS ? m - j0 : BLAS_COLS;
+            float buf[BLAS_SCRATCH];
+
+            /* Start from the bias, then add the sum BLAS_DEPTH terms at a time. */
+            for (size_t r = 0; r < rows; r++)
+                memcpy(z + (i0 + r) * m + j0, b + j0, cols * sizeof(float));
+            for (size_t p0 = 0; p0 < k; p0 += BLAS_DEPTH) {
+                size_t depth = k - p0 < BLAS_DEPTH ? k - p0 : BLAS_DEPTH;
+                int lda;
+                const float *a = input_block(in, i0, rows, p0, depth, buf, &lda);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)cols,
+                            (int)depth, 1.0f, a, lda, w + p0 * m + j0, (int)m, 1.0f,
+                            z + i0 * m + j0, (int)m);
+            }
+        }
+    }
+}
+
+/* dW += A^T dZ: tasks of BLAS_COLS rows of dW, each summing the batch in slices of rows. */
+static void blas_grad_w(const dsc_rows *in, size_t n, size_t k, const float *dz, size_t m,
+                        float *dw)
+{
+    const size_t slice_rows = BLAS_SCRATCH / BLAS_COLS;
+    size_t tasks = (k + BLAS_COLS - 1) / BLAS_COLS;
+
+    blas_one_thread();
+#pragma omp parallel for schedule(dynamic) if (use_threads(n, k, m))
+    for (size_t t = 0; t < tasks; t++) {
+        size_t p0 = t * BLAS_COLS;
+        size_t cols = k - p0 < BLAS_COLS ? k - p0 : BLAS_COLS;
+        float buf[BLAS_SCRATCH];
+
+        for (size_t i0 = 0; i0 < n; i0 += slice_rows) {
+            size_t rows = n - i0 < slice_rows ? n - i0 : slice_rows;
+            int lda;
+            const float *a = input_block(in, i0, rows, p0, cols, buf, &lda);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)cols, (int)m, (int)rows,
+                        1.0f, a, lda, dz + i0 * m, (int)m, 1.0f, dw + p0 * m, (int)m);
+        }
+    }
+}
+
+/* dA = dZ W^T: tasks of BLAS_SCRATCH / BLAS_DEPTH rows by BLAS_COLS columns of dA. */
+static void blas_grad_input(const float *dz, size_t n, size_t m, const float *w, size_t k,
+                            float *da)
+{
+    const size_t task_rows = BLAS_SCRATCH / BLAS_DEPTH;
+    size_t row_tasks = (n + task_rows - 1) / task_rows;
+    size_t col_tasks = (k + BLAS_COLS - 1) / BLAS_COLS;
+
+    blas_one_thread();
+#pragma omp parallel for collapse(2) schedule(dynamic) if (use_threads(n, k, m))
+    for (size_t rt = 0; rt < row_tasks; rt++) {
+        for (size_t ct = 0; ct < col_tasks; ct++) {
+            size_t i0 = rt * task_rows, p0 = ct * BLAS_COLS;
+            size_t rows = n - i0 < task_rows ? n - i0 : task_rows;
+            size_t cols = k - p0 < BLAS_COLS ? k - p0 : BLAS_COLS;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)cols, (int)m,
+                        1.0f, dz + i0 * m, (int)m, w + p0 * m, (int)m, 0.0f, da + i0 * k + p0,
+                        (int)k);
+        }
+    }
+}
+
+/* Whether a product goes to OpenBLAS: every size above 0, more than one output, int-sized. */
+static int blas_takes(size_t n, size_t k, size_t m)
+{
+    return n > 0 && k > 0 && m > 1 && k <= INT_MAX && m <= INT_MAX;
+}
+#endif /* DSC_HAVE_CBLAS */
+
 /* A partial tile at the edges: rows < ROW_BLOCK or cols < COL_BLOCK. */
 static void forward_edge(const float *const a[ROW_BLOCK], size_t rows, size_t k,
                          const float *w, const float *b, size_t m, size_t j0, size_t cols,
@@ -193,6 +354,12 @@ static void forward_edge(const float *const a[ROW_BLOCK], size_t rows, size_t k,
 void dsc__dense_forward(const dsc_rows *in, size_t n, size_t k, const float *w, const float *b,
                         size_t m, float *z)
 {
+#ifdef DSC_HAVE_CBLAS
+    if (blas_takes(n, k, m)) {
+        blas_forward(in, n, k, w, b, m, z);
+        return;
+    }
+#endif
     if (m == 1) {
         /* One output: a dot product per row (linear and logistic regression). */
 #pragma omp parallel for schedule(static) if (use_threads(n, k, m))
@@ -262,6 +429,12 @@ void dsc__dense_grad_w(const dsc_rows *in, size_t n, size_t k, const float *dz, 
             db[j] += dz[i * m + j];
     }
 
+#ifdef DSC_HAVE_CBLAS
+    if (blas_takes(n, k, m)) {
+        blas_grad_w(in, n, k, dz, m, dw);
+        return;
+    }
+#endif
     if (m == 1) {
         /* Stretches of the inputs; each element still sums over the rows in order. */
         size_t stretch = 256, stretches = (k + stretch - 1) / stretch;
@@ -292,6 +465,12 @@ void dsc__dense_grad_w(const dsc_rows *in, size_t n, size_t k, const float *dz, 
 void dsc__dense_grad_input(const float *dz, size_t n, size_t m, const float *w, size_t k,
                            float *da)
 {
+#ifdef DSC_HAVE_CBLAS
+    if (blas_takes(n, k, m)) {
+        blas_grad_input(dz, n, m, w, k, da);
+        return;
+    }
+#endif
 #pragma omp parallel for schedule(static) if (use_threads(n, k, m))
     for (size_t i = 0; i < n; i++) {
         const float *g = dz + i * m;

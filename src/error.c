@@ -38,15 +38,16 @@ const char *dsc_strerror(int code)
 #else
 #define FEATURE_OPENMP ""
 #endif
+/* The matrix products of the dense layers: cblas_sgemm or the kernels of dense.c. */
 #ifdef DSC_HAVE_CBLAS
-#define FEATURE_CBLAS " openblas"
+#define FEATURE_GEMM "gemm=openblas"
 #else
-#define FEATURE_CBLAS ""
+#define FEATURE_GEMM "gemm=built-in"
 #endif
 
 const char *dsc_build_features(void)
 {
-    static const char features[] = "kernels: built-in" FEATURE_CBLAS FEATURE_OPENMP FEATURE_ZLIB;
+    static const char features[] = FEATURE_GEMM FEATURE_OPENMP FEATURE_ZLIB;
 
     return features;
 }
@@ -120,6 +121,23 @@ void dsc__free(void *ptr)
         user_release(ptr, user_ctx);
     else
         free(ptr);
+}
+
+void *dsc__realloc(void *ptr, size_t used, size_t size)
+{
+    if (size == 0)
+        size = 1;
+    if (size == SIZE_MAX || used > size)
+        return NULL;
+    if (!user_alloc && !user_release)
+        return realloc(ptr, size); /* may move the pages of a large block instead of copying */
+
+    unsigned char *fresh = dsc__alloc(size);
+    if (fresh && ptr && used)
+        memcpy(fresh, ptr, used);
+    if (fresh)
+        dsc__free(ptr);
+    return fresh;
 }
 
 bool dsc__mul_overflows(size_t a, size_t b, size_t *out)

@@ -6,15 +6,24 @@
 
 #include "descent.h"
 
+#include <float.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /* Allocation through the user's allocator (dsc_set_allocator). Every result must be checked. */
 void *dsc__alloc(size_t size);
 void *dsc__calloc(size_t count, size_t size);
 void dsc__free(void *ptr);
+
+/*
+ * Resize the block ptr (NULL for none), of which the first used bytes matter, to size bytes:
+ * the new block, or NULL with ptr untouched. Without a user allocator this is realloc, which
+ * can move a large block's pages instead of copying them; with one, a new block and a copy.
+ */
+void *dsc__realloc(void *ptr, size_t used, size_t size);
 
 /* count * size, or SIZE_MAX when the product overflows (an allocation of SIZE_MAX fails). */
 size_t dsc__mul(size_t count, size_t size);
@@ -76,6 +85,55 @@ const float *dsc__model_logits(const dsc_model *m);
 #else
 #define DSC_VECTOR_CLONES
 #endif
+
+/* Ask the processor to start loading the cache line at address (a hint: nothing changes). */
+#if defined(__GNUC__)
+#define DSC_PREFETCH(address) __builtin_prefetch(address)
+#else
+#define DSC_PREFETCH(address) ((void)(address))
+#endif
+
+/* ---- Linear models in one pass (linear.c) ---- */
+
+/*
+ * A batch of dense rows for a model without hidden layers: n_inputs features in, k scores
+ * out (k is the model's number of logits). Every pointer is filled by the caller; z, dz and
+ * row_loss hold n entries per row (k, k and 1), partial (dsc__linear_chunks(n) - 1) gradients
+ * of n_inputs * k + k floats, and dw and db must be zero.
+ */
+typedef struct dsc_linear_batch {
+    const dsc_data *data;
+    const uint32_t *rows;      /* the batch's rows, or NULL for rows 0..n-1 */
+    size_t n;
+    dsc_loss loss;
+    float loss_param;          /* as dsc__loss_param gives it */
+    int classifier;
+    const float *class_weight; /* NULL for 1 each */
+    double weight_sum;         /* the sum of the rows' sample weights (n without them) */
+    size_t n_inputs, k;
+    const float *w, *b;        /* weights (n_inputs x k, input-major) and biases */
+    float *z, *dz;             /* out: each row's scores, and the gradient w.r.t. them */
+    double *row_loss;          /* out: each row's share of the batch loss */
+    float *dw, *db;            /* out: the gradient of the data loss */
+    float *partial;            /* work space of the chunks beyond the first */
+} dsc_linear_batch;
+
+/* 1 when a model of n_inputs x k weights takes the one-pass path (small enough to stay in
+ * cache while a chunk of rows streams past). */
+int dsc__linear_fits(size_t n_inputs, size_t k);
+
+/* Chunks a batch of n rows is cut into: fixed by n alone, so results do not depend on threads. */
+size_t dsc__linear_chunks(size_t n);
+
+/* Scores, losses and gradient of a batch in one pass; returns the data loss (no penalty). */
+double dsc__linear_loss_grad(const dsc_linear_batch *job);
+
+/*
+ * Test hooks (model.c): allow (1, the default) or forbid (0) the one-pass path for m, and the
+ * number of batches it has computed so far.
+ */
+void dsc__model_allow_linear(dsc_model *m, int allow);
+uint64_t dsc__model_linear_batches(const dsc_model *m);
 
 /* ---- Dense layer kernels (dense.c) ---- */
 
@@ -139,10 +197,14 @@ struct dsc_table {
     float *val;
     int32_t *label;         /* classes, or NULL */
     float *y;               /* regression targets, or NULL */
+    float *weight;          /* sample weights, or NULL (only a data cache holds them) */
     size_t n_unseen;        /* values of unseen one-hot levels */
     size_t n_missing;       /* missing cells left as NaN */
+    size_t target_column;   /* CSV: the target's column in the file, from 1; 0 if none */
+    bool applied;           /* dsc_prep_apply changed the values: no longer as read */
     void *mapping;          /* a memory-mapped file the arrays point into, or NULL */
     size_t mapping_size;
+    void *mapping_block;    /* the allocation holding mapping when it was read, not mapped */
 };
 
 /* An empty prep and table (prep.c), and the common parts of freeing them. */
@@ -173,6 +235,27 @@ int dsc__read_idx(dsc_table *table, const char *path, const dsc_read_options *op
                   const dsc_prep *prep);
 
 /*
+ * Test hooks (table.c): allow (1, the default) or forbid (0) the CSV and LIBSVM readers their
+ * fast path for usual lines, so that tests can compare it with the line-by-line reading, and
+ * count the rows that path has read (so far, in this process).
+ */
+void dsc__allow_fast_text(int allow);
+int dsc__fast_text_allowed(void);
+void dsc__add_fast_text_rows(size_t n);
+size_t dsc__fast_text_rows(void);
+
+/*
+ * Data caches (cache.c): whether path is a regular file that starts with the cache's magic,
+ * the reader behind dsc_table_read, and the release of a table's mapped or read file.
+ * dsc__cache_no_mmap, set by the tests, makes the reader read the file instead of mapping it.
+ */
+bool dsc__is_cache(const char *path);
+int dsc__read_cache(dsc_table *table, const char *path, const dsc_read_options *opts,
+                    const dsc_prep *prep);
+void dsc__cache_release(dsc_table *table);
+extern int dsc__cache_no_mmap;
+
+/*
  * Helpers the LIBSVM, .npy and IDX readers share (libsvm.c): geometric growth of an array
  * with an overflow-checked limit, the text of a numeric class label, and learning or
  * mapping numeric labels to classes.
@@ -190,5 +273,85 @@ int dsc__map_classes(dsc_prep *prep, const float *values, size_t n, int32_t *lab
  * DSC_EFORMAT for text that is not a number, DSC_ELIMIT for a finite number beyond float.
  */
 int dsc__parse_float(const char *text, size_t len, float *out);
+
+/* The full parse behind dsc__parse_float, without the fast path (for tests of the fast path). */
+int dsc__parse_float_slow(const char *text, size_t len, float *out);
+
+/* 10^0 .. 10^22, every one exact in double (prep.c). */
+extern const double dsc__pow10_exact[23];
+
+/*
+ * The fast path of dsc__parse_float, inlined into the readers: the usual short number
+ * ("-0.125", "3.5e-3": [+-]digits[.digits][(e|E)[+-]digits] with at most 19 digits and an
+ * exponent of at most 4 digits) scanned from p, never reading at or beyond end. Returns where
+ * the number stops and its value in *out, or NULL when the fast path cannot decide (too many
+ * digits, a large exponent, no digits, a value close to a rounding midpoint or beyond float):
+ * the caller then takes the full parse. What follows the number is the caller's to check; a
+ * text is the number only when the result is its end.
+ *
+ * The value is the one correctly rounded float. The digits are read as a 64-bit integer m and
+ * the exponent e as a power of ten exact in double (|e| <= 22), so m * 10^e or m / 10^-e in
+ * double is within 2 units in the last place of double of the exact value: one rounding of
+ * m when it is beyond 2^53, one of the product or quotient. Rounding on to float only changes
+ * at the midpoints between floats, so when no midpoint lies within 4 units of that double,
+ * it and the exact value round to the same float; otherwise the full parse decides.
+ */
+static inline const char *dsc__scan_float(const char *p, const char *end, float *out)
+{
+    bool negative = false;
+    uint64_t mantissa = 0; /* wraps harmlessly past 19 digits, which are refused */
+    long digits, fraction = 0;
+    int exponent = 0;
+
+    if (p < end && (*p == '+' || *p == '-')) {
+        negative = *p == '-';
+        p++;
+    }
+    const char *first = p;
+    for (; p < end && (unsigned char)(*p - '0') < 10; p++)
+        mantissa = mantissa * 10 + (uint64_t)(*p - '0');
+    digits = p - first;
+    if (p < end && *p == '.') {
+        const char *point = ++p;
+        for (; p < end && (unsigned char)(*p - '0') < 10; p++)
+            mantissa = mantissa * 10 + (uint64_t)(*p - '0');
+        fraction = p - point;
+        digits += fraction;
+    }
+    if (digits == 0 || digits > 19)
+        return NULL;
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        bool negative_exp = false;
+        int exp_digits = 0;
+        if (++p < end && (*p == '+' || *p == '-'))
+            negative_exp = *p++ == '-';
+        for (; p < end && (unsigned char)(*p - '0') < 10 && exp_digits < 4; p++, exp_digits++)
+            exponent = exponent * 10 + (*p - '0');
+        if (exp_digits == 0 || (p < end && (unsigned char)(*p - '0') < 10))
+            return NULL;
+        if (negative_exp)
+            exponent = -exponent;
+    }
+    exponent -= (int)fraction;
+
+    if (mantissa == 0) {
+        *out = negative ? -0.0f : 0.0f;
+        return p;
+    }
+    if (exponent < -22 || exponent > 22 || FLT_EVAL_METHOD != 0)
+        return NULL; /* (the error bound needs plain double arithmetic) */
+    double v = (double)mantissa;
+    v = exponent < 0 ? v / dsc__pow10_exact[-exponent] : v * dsc__pow10_exact[exponent];
+    uint64_t bits;
+    memcpy(&bits, &v, sizeof bits);
+    uint32_t below_float = (uint32_t)(bits & 0x1FFFFFFFu); /* the bits float drops */
+    if (below_float >= 0x10000000u - 4 && below_float <= 0x10000000u + 4)
+        return NULL;
+    float f = (float)v;
+    if (f > FLT_MAX)
+        return NULL; /* beyond float: the full parse reports the range */
+    *out = negative ? -f : f;
+    return p;
+}
 
 #endif /* DSC_INTERNAL_H */

@@ -12,6 +12,10 @@
  * (dsc__model_loss_grad_rows), keeps the first layer's dW zero outside them, and may hold
  * its first layer's weights scaled (w = w0_scale * v); the public functions fold the scale
  * back before they expose or use the weights.
+ *
+ * The loss and gradient of a model without hidden layers on dense rows (linear, logistic and
+ * softmax regression) take the one-pass path of linear.c instead of the forward pass, the
+ * losses and backpropagation one after the other; every caller of dsc_model_loss_grad gets it.
  */
 #include "sparse.h"
 
@@ -28,11 +32,25 @@
  * many places ahead overlaps the cache misses (a hint only: results do not change).
  */
 #define PREFETCH_AHEAD 8
-#if defined(__GNUC__)
-#define PREFETCH(address) __builtin_prefetch(address)
-#else
-#define PREFETCH(address) ((void)(address))
-#endif
+#define PREFETCH(address) DSC_PREFETCH(address)
+
+/*
+ * Shuffled sparse rows lie at random places: the forward pass asks for the non-zeros of the
+ * rows up to ROWS_AHEAD places on, up to ROW_PREFETCH_MAX of each (see sparse_rows_z). A large
+ * batch is shared among threads in blocks of SPARSE_BLOCK rows.
+ */
+#define ROWS_AHEAD 4
+#define ROW_PREFETCH_MAX 256
+#define SPARSE_BLOCK 64
+
+/*
+ * Packed rows (dsc__model_loss_grad_rows) are kept when their buffers take at most
+ * 1 / PACKED_SHARE of the first layer's weights. An input's table entry is found from its
+ * number times SLOT_HASH (2^32 divided by the golden ratio), keeping the top bits.
+ */
+#define PACKED_SHARE 4
+#define SLOT_HASH 2654435761u
+#define TABLE_SPARE 4
 
 struct dsc_model {
     dsc_model_config cfg;
@@ -52,16 +70,35 @@ struct dsc_model {
     float *delta_prev;         /* the same for the layer below */
     float *probs;              /* capacity * n_outputs, for prediction */
 
+    /* The one-pass path of a model without hidden layers on dense rows (linear.c). */
+    int linear_allowed;        /* the test hook dsc__model_allow_linear; 1 by default */
+    double *row_loss;          /* capacity: each row's share of the batch loss */
+    float *partial;            /* the gradients of a batch's chunks beyond the first */
+    uint64_t linear_batches;   /* batches computed by the one-pass path */
+
     /*
      * The sparse step (sparse.h). The first layer's weights are stored as v with
      * w = w0_scale * v; every public function folds the scale first (see fold_scale).
      */
     double w0_scale;
     uint64_t revision;         /* see dsc__model_revision */
-    uint64_t *marks;           /* a bit per input: listed in touched (all clear between calls) */
     uint32_t *touched;         /* inputs touched by the latest sparse-step batch */
     size_t n_touched, touched_capacity;
     int grads_dirty;           /* dW of layer 0 may be non-zero outside the touched rows */
+    int rows_in_dw;            /* dW holds the touched rows (else dW is all zero) */
+    uint64_t *marks;           /* a bit per input: set for the inputs listed in touched */
+
+    /*
+     * Packed rows (see dsc__model_loss_grad_rows): a batch's touched rows summed into packed,
+     * in list order, instead of into dW, the inputs found through an open-addressing table
+     * rather than the marks. Only when the buffers fit in a quarter of the first layer.
+     */
+    int rows_packed;           /* the latest list was made with the table (else the marks) */
+    int packed_pending;        /* its rows are in packed and not in dW */
+    float *packed;             /* touched_capacity rows of n_out */
+    uint32_t *slot_of;         /* table: an input's place in the list + 1, or 0 for none */
+    uint32_t *slot_at;         /* the table entry of each input listed */
+    uint32_t table_shift;      /* the table has 2^(32 - table_shift) entries */
 };
 
 void dsc_model_config_init(dsc_model_config *cfg, size_t n_inputs, size_t n_outputs,
@@ -122,6 +159,7 @@ dsc_model *dsc_model_new(const dsc_model_config *cfg, int *err)
     }
     m->cfg = *cfg;
     m->w0_scale = 1.0;
+    m->linear_allowed = 1;
     m->n_layers = cfg->n_hidden + 1;
     int binary = dsc_loss_is_classification(cfg->loss) && cfg->loss != DSC_LOSS_SOFTMAX &&
                  cfg->n_outputs == 2;
@@ -185,7 +223,10 @@ static void free_buffers(dsc_model *m)
     dsc__free(m->delta);
     dsc__free(m->delta_prev);
     dsc__free(m->probs);
-    m->delta = m->delta_prev = m->probs = NULL;
+    dsc__free(m->row_loss);
+    dsc__free(m->partial);
+    m->delta = m->delta_prev = m->probs = m->partial = NULL;
+    m->row_loss = NULL;
     m->capacity = 0;
 }
 
@@ -198,6 +239,9 @@ void dsc_model_free(dsc_model *m)
     dsc__free(m->grads);
     dsc__free(m->marks);
     dsc__free(m->touched);
+    dsc__free(m->packed);
+    dsc__free(m->slot_of);
+    dsc__free(m->slot_at);
     dsc__free(m);
 }
 
@@ -270,8 +314,23 @@ float *dsc_model_params(dsc_model *m)
     return m->params;
 }
 
+/* Put the rows of a packed batch into dW, which is zero everywhere until then. */
+static void unpack_rows_grad(dsc_model *m)
+{
+    size_t n_out = m->layers[0].n_out;
+
+    if (!m->packed_pending)
+        return;
+    for (size_t i = 0; i < m->n_touched; i++)
+        memcpy(m->layers[0].dw + (size_t)m->touched[i] * n_out, m->packed + i * n_out,
+               n_out * sizeof(float));
+    m->packed_pending = 0;
+    m->rows_in_dw = 1;
+}
+
 float *dsc_model_grads(dsc_model *m)
 {
+    unpack_rows_grad(m);
     m->grads_dirty = 1; /* the caller may write anywhere in it */
     return m->grads;
 }
@@ -301,7 +360,9 @@ int dsc_model_layer(dsc_model *m, size_t i, dsc_layer *out)
     if (!m || !out || i >= m->n_layers)
         return dsc__fail(DSC_EINVAL, "model: no layer %zu", i);
     fold_scale(m);
-    m->revision++; /* the caller may write through the pointers */
+    unpack_rows_grad(m);
+    m->revision++; /* the caller may write through the pointers, */
+    m->grads_dirty = 1; /* the gradient's too */
     *out = m->layers[i];
     return DSC_OK;
 }
@@ -379,6 +440,22 @@ int dsc_model_init_weights(dsc_model *m, dsc_init init, uint64_t seed)
     return DSC_OK;
 }
 
+/* 1 when the model has no hidden layer and is small enough for the one-pass path. */
+static int linear_fits(const dsc_model *m)
+{
+    return m->n_layers == 1 && dsc__linear_fits(m->layers[0].n_in, m->layers[0].n_out);
+}
+
+void dsc__model_allow_linear(dsc_model *m, int allow)
+{
+    m->linear_allowed = allow;
+}
+
+uint64_t dsc__model_linear_batches(const dsc_model *m)
+{
+    return m->linear_batches;
+}
+
 int dsc_model_reserve(dsc_model *m, size_t max_batch)
 {
     if (!m || max_batch == 0)
@@ -410,6 +487,19 @@ int dsc_model_reserve(dsc_model *m, size_t max_batch)
     m->probs = dsc__alloc(cells * sizeof(float));
     if (!m->delta || !m->delta_prev || !m->probs)
         goto out_of_memory;
+
+    /* The one-pass path's row losses and chunk gradients, for a model that can take it. */
+    if (linear_fits(m)) {
+        size_t extra = dsc__linear_chunks(max_batch) - 1;
+        m->row_loss = dsc__alloc(dsc__mul(max_batch, sizeof(double)));
+        if (!m->row_loss)
+            goto out_of_memory;
+        if (extra > 0) {
+            m->partial = dsc__alloc(dsc__mul(extra * m->n_params, sizeof(float)));
+            if (!m->partial)
+                goto out_of_memory;
+        }
+    }
     m->capacity = max_batch;
     return DSC_OK;
 
@@ -420,7 +510,7 @@ out_of_memory:
 
 int dsc__model_reserve_rows(dsc_model *m, size_t max_touched)
 {
-    size_t n_inputs = m->cfg.n_inputs;
+    size_t n_inputs = m->cfg.n_inputs, n_out = m->layers[0].n_out;
 
     if (max_touched > n_inputs)
         max_touched = n_inputs;
@@ -432,15 +522,57 @@ int dsc__model_reserve_rows(dsc_model *m, size_t max_touched)
     if (max_touched <= m->touched_capacity)
         return DSC_OK;
 
+    /*
+     * Packed rows, when their buffers take at most 1 / PACKED_SHARE of the first layer's
+     * weights (a batch touches few of its inputs): the rows, the list's table entries, and
+     * a table of at least TABLE_SPARE times the list's length, so that most searches end
+     * at the first entry they look at.
+     */
+    size_t table_size = 2;
+    uint32_t shift = 31;
+    while (table_size < TABLE_SPARE * max_touched && shift > 2) {
+        table_size *= 2;
+        shift--;
+    }
+    double packed_bytes = ((double)max_touched * (double)(n_out + 1) + (double)table_size) *
+                          sizeof(float);
+    bool with_packed = table_size >= TABLE_SPARE * max_touched &&
+                       packed_bytes * PACKED_SHARE <= (double)n_inputs * (double)n_out *
+                                                      sizeof(float);
+
     uint32_t *touched = dsc__alloc(dsc__mul(max_touched, sizeof(uint32_t)));
-    if (!touched)
+    float *packed = NULL;
+    uint32_t *slot_at = NULL, *slot_of = NULL;
+    if (touched && with_packed) {
+        packed = dsc__alloc(dsc__mul(max_touched, n_out * sizeof(float)));
+        slot_at = packed ? dsc__alloc(dsc__mul(max_touched, sizeof(uint32_t))) : NULL;
+        slot_of = slot_at ? dsc__calloc(table_size, sizeof(uint32_t)) : NULL;
+    }
+    if (!touched || (with_packed && !slot_of)) {
+        dsc__free(touched);
+        dsc__free(packed);
+        dsc__free(slot_at);
         return dsc__fail(DSC_ENOMEM, "model: out of memory for %zu touched inputs",
                          max_touched);
+    }
     dsc__free(m->touched);
+    dsc__free(m->packed);
+    dsc__free(m->slot_at);
+    dsc__free(m->slot_of);
     m->touched = touched;
+    m->packed = packed;
+    m->slot_at = slot_at;
+    m->slot_of = slot_of;
+    m->table_shift = shift;
     m->touched_capacity = max_touched;
+
+    /* The previous list is forgotten: its rows of dW, its marks, a pending packed batch. */
     m->n_touched = 0;
-    m->grads_dirty = 1; /* the rows of the previous list are forgotten */
+    m->grads_dirty = 1;
+    m->rows_in_dw = 0;
+    m->rows_packed = 0;
+    m->packed_pending = 0;
+    memset(m->marks, 0, (n_inputs / 64 + 1) * sizeof(uint64_t));
     return DSC_OK;
 }
 
@@ -490,35 +622,103 @@ static int check_data(const dsc_model *m, const dsc_data *d, const uint32_t *row
 }
 
 /* out[0..n) += scale * w[0..n) */
-static void axpy(float *out, float scale, const float *w, size_t n)
+static void axpy(float *restrict out, float scale, const float *restrict w, size_t n)
 {
     for (size_t j = 0; j < n; j++)
         out[j] += scale * w[j];
 }
 
 /*
- * The first layer's z for sparse input rows: the bias plus the weight rows of the non-zeros,
- * each times its value and the layer's scale (a scale of 1 leaves the value as it is).
+ * The first layer's z of sparse row r (n_out values): the bias plus the weight row of each
+ * non-zero times its value and the layer's scale, added in the order of the non-zeros.
+ * A scale of 1 leaves the value as it is, so that multiply is skipped then (same result).
+ * A layer with one output (binary and linear regression) keeps its sum in a register.
+ */
+static void sparse_row_z(const dsc_layer *layer, const dsc_data *d, size_t r, double scale,
+                         float *restrict z)
+{
+    size_t n_out = layer->n_out;
+    const float *w = layer->w;
+    const uint32_t *col = d->col;
+    const float *val = d->val;
+    uint64_t p = d->row_ptr[r], end = d->row_ptr[r + 1];
+    uint64_t end_prefetch = end > PREFETCH_AHEAD ? end - PREFETCH_AHEAD : 0;
+
+    if (n_out == 1 && scale == 1.0) {
+        float sum = layer->b[0];
+        for (; p < end_prefetch; p++) {
+            PREFETCH(w + col[p + PREFETCH_AHEAD]);
+            sum += val[p] * w[col[p]];
+        }
+        for (; p < end; p++)
+            sum += val[p] * w[col[p]];
+        z[0] = sum;
+        return;
+    }
+
+    memcpy(z, layer->b, n_out * sizeof(float));
+    for (; p < end; p++) {
+        if (p < end_prefetch)
+            PREFETCH(w + (size_t)col[p + PREFETCH_AHEAD] * n_out);
+        float value = scale == 1.0 ? val[p] : (float)((double)val[p] * scale);
+        axpy(z, value, w + (size_t)col[p] * n_out, n_out);
+    }
+}
+
+/*
+ * The first layer's z for rows [begin, end) of a sparse batch (see sparse_row_z), asking
+ * for the non-zeros of the rows up to ROWS_AHEAD places on (and for the offsets of the row
+ * after those) while it works: shuffled rows lie at random places, so each would otherwise
+ * start with cache misses. The requests are hints only; results do not change.
+ */
+static void sparse_rows_z(const dsc_layer *layer, const dsc_data *d, const uint32_t *rows,
+                          size_t first, size_t begin, size_t end, double scale, float *z)
+{
+    size_t next = begin + 1; /* the next row to ask for */
+
+    for (size_t i = begin; i < end; i++) {
+        /* Written out here: GCC takes a function that only prefetches for one without
+         * effects and drops the calls. */
+        for (; next < end && next <= i + ROWS_AHEAD; next++) {
+            size_t r = row_at(rows, first, next);
+            uint64_t from = d->row_ptr[r], to = d->row_ptr[r + 1];
+            if (to - from > ROW_PREFETCH_MAX)
+                to = from + ROW_PREFETCH_MAX;
+            for (uint64_t p = from; p < to; p += 64 / sizeof(float)) {
+                PREFETCH(d->col + p);
+                PREFETCH(d->val + p);
+            }
+            if (to > from) { /* the last line, when the row does not start one */
+                PREFETCH(d->col + to - 1);
+                PREFETCH(d->val + to - 1);
+            }
+            if (next + 1 < end)
+                PREFETCH(d->row_ptr + row_at(rows, first, next + 1));
+        }
+        sparse_row_z(layer, d, row_at(rows, first, i), scale, z + i * layer->n_out);
+    }
+}
+
+/*
+ * The first layer's z for sparse input rows. Rows are independent, so a large batch is
+ * shared among threads in blocks; a small one stays on this thread, which spares starting a
+ * parallel region for a few microseconds of work.
  */
 static void forward_sparse(dsc_model *m, const dsc_data *d, const uint32_t *rows, size_t first,
                            size_t n)
 {
     const dsc_layer *layer = &m->layers[0];
-    size_t n_out = layer->n_out;
     double scale = m->w0_scale;
 
-#pragma omp parallel for schedule(static) if (n * n_out >= 4096)
-    for (size_t i = 0; i < n; i++) {
-        size_t r = row_at(rows, first, i);
-        float *z = m->z[0] + i * n_out;
-        memcpy(z, layer->b, n_out * sizeof(float));
-        uint64_t end = d->row_ptr[r + 1];
-        for (uint64_t p = d->row_ptr[r]; p < end; p++) {
-            if (p + PREFETCH_AHEAD < end)
-                PREFETCH(layer->w + (size_t)d->col[p + PREFETCH_AHEAD] * n_out);
-            float value = (float)((double)d->val[p] * scale);
-            axpy(z, value, layer->w + (size_t)d->col[p] * n_out, n_out);
-        }
+    if (n * layer->n_out < 4096) {
+        sparse_rows_z(layer, d, rows, first, 0, n, scale, m->z[0]);
+        return;
+    }
+    size_t n_blocks = (n + SPARSE_BLOCK - 1) / SPARSE_BLOCK;
+#pragma omp parallel for schedule(static)
+    for (size_t b = 0; b < n_blocks; b++) {
+        size_t end = (b + 1) * SPARSE_BLOCK < n ? (b + 1) * SPARSE_BLOCK : n;
+        sparse_rows_z(layer, d, rows, first, b * SPARSE_BLOCK, end, scale, m->z[0]);
     }
 }
 
@@ -550,52 +750,173 @@ static void forward(dsc_model *m, const dsc_data *d, const uint32_t *rows, size_
     }
 }
 
+/* axpy, telling whether any result is an infinity or a NaN (1) or none is (0). */
+static uint32_t axpy_not_finite(float *restrict out, float scale, const float *restrict w,
+                                size_t n)
+{
+    uint32_t bad = 0;
+
+    for (size_t j = 0; j < n; j++) {
+        out[j] += scale * w[j];
+        bad |= dsc__not_finite(out[j]);
+    }
+    return bad;
+}
+
 /*
- * The first layer's gradient for sparse input: the bias gradient, and the weight rows of
- * the non-zeros. Rows of the batch can share a feature, so the batch is walked in order.
- * With collect, every input used is marked and listed once in m->touched (the caller has
- * checked that the list has room, and clears the marks through the list afterwards).
+ * The place in the list of input c, listed (with a zero row of n_out values in packed) when
+ * it is met for the first time: its table entry is the first of SLOT_HASH * c's top bits and
+ * the entries after it that is free or holds c.
  */
-static void backward_sparse(dsc_model *m, const dsc_data *d, const uint32_t *rows,
-                            const float *delta, size_t n, int collect)
+static inline size_t packed_slot(dsc_model *restrict m, uint32_t c, size_t n_out,
+                                 size_t *restrict listed)
+{
+    uint32_t shift = m->table_shift, mask = (UINT32_C(1) << (32 - shift)) - 1;
+    uint32_t at = (uint32_t)(c * SLOT_HASH) >> shift, slot;
+
+    while ((slot = m->slot_of[at]) != 0 && m->touched[slot - 1] != c)
+        at = (at + 1) & mask;
+    if (slot != 0)
+        return slot - 1;
+    size_t place = (*listed)++;
+    m->touched[place] = c;
+    m->slot_at[place] = at;
+    m->slot_of[at] = (uint32_t)place + 1;
+    for (size_t j = 0; j < n_out; j++)
+        m->packed[place * n_out + j] = 0.0f;
+    return place;
+}
+
+/*
+ * The first layer's gradient for a batch of sparse rows with packed rows (see
+ * backward_sparse): the bias gradient, and each non-zero's share summed into the packed row
+ * of its input. Returns 1 when a value written is not finite.
+ */
+static uint32_t backward_packed(dsc_model *m, const dsc_data *d, const uint32_t *rows,
+                                const float *delta, size_t n)
 {
     dsc_layer *layer = &m->layers[0];
-    size_t n_out = layer->n_out;
+    size_t n_out = layer->n_out, listed = m->n_touched;
+    const uint32_t *col = d->col;
+    const float *val = d->val;
+    float *packed = m->packed;
+    uint32_t bad = 0;
 
     for (size_t i = 0; i < n; i++) {
         size_t r = row_at(rows, 0, i);
         const float *dz = delta + i * n_out;
+        uint64_t p = d->row_ptr[r], end = d->row_ptr[r + 1];
         axpy(layer->db, 1.0f, dz, n_out);
-        uint64_t end = d->row_ptr[r + 1];
-        for (uint64_t p = d->row_ptr[r]; p < end; p++) {
-            if (p + PREFETCH_AHEAD < end)
-                PREFETCH(layer->dw + (size_t)d->col[p + PREFETCH_AHEAD] * n_out);
-            uint32_t c = d->col[p];
-            uint64_t bit = (uint64_t)1 << (c % 64);
-            if (collect && !(m->marks[c / 64] & bit)) {
-                m->marks[c / 64] |= bit;
-                m->touched[m->n_touched++] = c;
+        if (n_out == 1) { /* a loop of its own, with the sum in registers */
+            float dz0 = dz[0];
+            for (; p < end; p++) {
+                size_t place = packed_slot(m, col[p], 1, &listed);
+                float sum = packed[place] + val[p] * dz0; /* as axpy computes it */
+                packed[place] = sum;
+                bad |= dsc__not_finite(sum);
             }
-            axpy(layer->dw + (size_t)c * n_out, d->val[p], dz, n_out);
+            continue;
+        }
+        for (; p < end; p++) {
+            size_t place = packed_slot(m, col[p], n_out, &listed);
+            bad |= axpy_not_finite(packed + place * n_out, val[p], dz, n_out);
         }
     }
+    m->n_touched = listed;
+    return bad;
+}
+
+/*
+ * The first layer's gradient for sparse input: the bias gradient, and the weight rows of
+ * the non-zeros. Rows of the batch can share a feature, so the batch is walked in order.
+ *
+ * With collect, every input used is listed once in m->touched (the caller has checked that
+ * the list has room), found through the marks and its row summed into dW or, when
+ * m->rows_packed, found through the table and its row summed into m->packed; and the result
+ * says whether every value written into those rows is finite. That is whether the rows end
+ * finite, without reading them again: they start at zero, and a sum that has reached an
+ * infinity or a NaN never comes back to a finite value. clear_rows_grad clears the marks or
+ * the table through the list. Without collect the result is 1.
+ */
+static bool backward_sparse(dsc_model *m, const dsc_data *d, const uint32_t *rows,
+                            const float *delta, size_t n, int collect)
+{
+    dsc_layer *layer = &m->layers[0];
+    size_t n_out = layer->n_out;
+    const uint32_t *restrict col = d->col;
+    const float *restrict val = d->val;
+    float *restrict dw = layer->dw;
+    uint64_t *restrict marks = m->marks;
+    uint32_t *restrict touched = m->touched;
+    size_t n_touched = m->n_touched;
+    uint32_t bad = 0;
+
+    if (collect && m->rows_packed)
+        return !backward_packed(m, d, rows, delta, n);
+    for (size_t i = 0; i < n; i++) {
+        size_t r = row_at(rows, 0, i);
+        const float *dz = delta + i * n_out;
+        axpy(layer->db, 1.0f, dz, n_out);
+        uint64_t p = d->row_ptr[r], end = d->row_ptr[r + 1];
+        uint64_t end_prefetch = end > PREFETCH_AHEAD ? end - PREFETCH_AHEAD : 0;
+
+        if (!collect) {
+            for (; p < end; p++) {
+                if (p < end_prefetch)
+                    PREFETCH(dw + (size_t)col[p + PREFETCH_AHEAD] * n_out);
+                axpy(dw + (size_t)col[p] * n_out, val[p], dz, n_out);
+            }
+            continue;
+        }
+        /* Each input is listed the first time it is met (a branch, not a blind write of the
+         * mark word: that would chain every input of a word through memory). */
+        if (n_out == 1) {
+            float g = dz[0];
+            for (; p < end; p++) {
+                if (p < end_prefetch)
+                    PREFETCH(dw + col[p + PREFETCH_AHEAD]);
+                uint32_t c = col[p];
+                uint64_t bit = (uint64_t)1 << (c % 64);
+                if (!(marks[c / 64] & bit)) {
+                    marks[c / 64] |= bit;
+                    touched[n_touched++] = c;
+                }
+                float sum = dw[c] + val[p] * g; /* as axpy computes it */
+                dw[c] = sum;
+                bad |= dsc__not_finite(sum);
+            }
+            continue;
+        }
+        for (; p < end; p++) {
+            if (p < end_prefetch)
+                PREFETCH(dw + (size_t)col[p + PREFETCH_AHEAD] * n_out);
+            uint32_t c = col[p];
+            uint64_t bit = (uint64_t)1 << (c % 64);
+            if (!(marks[c / 64] & bit)) {
+                marks[c / 64] |= bit;
+                touched[n_touched++] = c;
+            }
+            bad |= axpy_not_finite(dw + (size_t)c * n_out, val[p], dz, n_out);
+        }
+    }
+    m->n_touched = n_touched;
+    return !bad;
 }
 
 /*
  * Backpropagate m->delta (the gradient w.r.t. the logits, already scaled by each sample's
  * share of the batch loss) down to the first layer, summing into the gradient buffer.
+ * Returns backward_sparse's result for sparse input, 1 otherwise.
  */
-static void backward(dsc_model *m, const dsc_data *d, const uint32_t *rows, size_t n,
+static bool backward(dsc_model *m, const dsc_data *d, const uint32_t *rows, size_t n,
                      int collect)
 {
     for (size_t l = m->n_layers; l-- > 0;) {
         dsc_layer *layer = &m->layers[l];
         size_t n_in = layer->n_in, n_out = layer->n_out;
 
-        if (l == 0 && !d->x) {
-            backward_sparse(m, d, rows, m->delta, n, collect);
-            break;
-        }
+        if (l == 0 && !d->x)
+            return backward_sparse(m, d, rows, m->delta, n, collect);
         dsc_rows in = layer_input(m, l, d, rows, 0);
         dsc__dense_grad_w(&in, n, n_in, m->delta, n_out, layer->dw, layer->db);
         if (l == 0)
@@ -610,6 +931,7 @@ static void backward(dsc_model *m, const dsc_data *d, const uint32_t *rows, size
         m->delta = m->delta_prev;
         m->delta_prev = swap;
     }
+    return true;
 }
 
 /*
@@ -672,6 +994,23 @@ static int check_batch(dsc_model *m, const dsc_data *d, const uint32_t *rows, si
 }
 
 /*
+ * The sum of the sample weights of a batch. The batch loss is sum(s_i c_i l_i) / sum(s_i)
+ * with s_i the sample weights and c_i the class weights: each row's share is
+ * s_i c_i / sum(s_i).
+ */
+static int batch_weight_sum(const dsc_data *d, const uint32_t *rows, size_t n, double *sum)
+{
+    double weight_sum = 0.0;
+    for (size_t i = 0; i < n; i++)
+        weight_sum += d->weight ? (double)d->weight[row_at(rows, 0, i)] : 1.0;
+    if (!(weight_sum > 0.0))
+        return dsc__fail(DSC_EINVAL, "data: the sample weights of a batch sum to %g",
+                         weight_sum);
+    *sum = weight_sum;
+    return DSC_OK;
+}
+
+/*
  * The forward pass of a batch and its data loss (the mean over its rows, without the
  * penalty) into *total; when grad, m->delta receives each row's share of the gradient with
  * respect to the logits.
@@ -679,13 +1018,10 @@ static int check_batch(dsc_model *m, const dsc_data *d, const uint32_t *rows, si
 static int data_loss(dsc_model *m, const dsc_data *d, const uint32_t *rows, size_t n,
                      const dsc_objective *obj, int grad, double *total)
 {
-    /* The batch loss is sum(s_i c_i l_i) / sum(s_i): each row's share is s_i c_i / sum(s_i). */
     double weight_sum = 0.0;
-    for (size_t i = 0; i < n; i++)
-        weight_sum += d->weight ? (double)d->weight[row_at(rows, 0, i)] : 1.0;
-    if (!(weight_sum > 0.0))
-        return dsc__fail(DSC_EINVAL, "data: the sample weights of a batch sum to %g",
-                         weight_sum);
+    int rc = batch_weight_sum(d, rows, n, &weight_sum);
+    if (rc < 0)
+        return rc;
 
     forward(m, d, rows, 0, n);
 
@@ -710,6 +1046,51 @@ static int data_loss(dsc_model *m, const dsc_data *d, const uint32_t *rows, size
     return DSC_OK;
 }
 
+/* 1 when the loss and gradient of a batch of d take the one-pass path of linear.c. */
+static int takes_one_pass(const dsc_model *m, const dsc_data *d)
+{
+    return d->x && m->linear_allowed && linear_fits(m);
+}
+
+/*
+ * The data loss and its gradient in one pass over the rows (linear.c), for a model without
+ * hidden layers on dense rows: the same values as data_loss and backward together.
+ */
+static int one_pass_loss_grad(dsc_model *m, const dsc_data *d, const uint32_t *rows,
+                              size_t n, const dsc_objective *obj, double *total)
+{
+    double weight_sum = 0.0;
+    int rc = batch_weight_sum(d, rows, n, &weight_sum);
+    if (rc < 0)
+        return rc;
+
+    memset(m->grads, 0, m->n_params * sizeof(float));
+    dsc_layer *layer = &m->layers[0];
+    dsc_linear_batch job = {
+        .data = d,
+        .rows = rows,
+        .n = n,
+        .loss = m->cfg.loss,
+        .loss_param = dsc__loss_param(m->cfg.loss, m->cfg.loss_param),
+        .classifier = dsc_model_is_classifier(m),
+        .class_weight = obj ? obj->class_weight : NULL,
+        .weight_sum = weight_sum,
+        .n_inputs = layer->n_in,
+        .k = layer->n_out,
+        .w = layer->w,
+        .b = layer->b,
+        .z = m->z[0],
+        .dz = m->delta,
+        .row_loss = m->row_loss,
+        .dw = layer->dw,
+        .db = layer->db,
+        .partial = m->partial,
+    };
+    *total = dsc__linear_loss_grad(&job);
+    m->linear_batches++;
+    return DSC_OK;
+}
+
 /* The loss (and, when grad, the gradient) of a batch; see dsc_model_loss_grad. */
 static int batch_loss(dsc_model *m, const dsc_data *d, const uint32_t *rows, size_t n,
                       const dsc_objective *obj, int grad, double *loss)
@@ -720,13 +1101,22 @@ static int batch_loss(dsc_model *m, const dsc_data *d, const uint32_t *rows, siz
     fold_scale(m);
 
     double total;
-    rc = data_loss(m, d, rows, n, obj, grad, &total);
-    if (rc < 0)
-        return rc;
-    if (grad) {
-        memset(m->grads, 0, m->n_params * sizeof(float));
-        backward(m, d, rows, n, 0);
+    if (grad && takes_one_pass(m, d)) {
+        rc = one_pass_loss_grad(m, d, rows, n, obj, &total);
+        if (rc < 0)
+            return rc;
         m->grads_dirty = 1;
+        m->packed_pending = 0; /* the whole gradient is in the buffer now */
+    } else {
+        rc = data_loss(m, d, rows, n, obj, grad, &total);
+        if (rc < 0)
+            return rc;
+        if (grad) {
+            memset(m->grads, 0, m->n_params * sizeof(float));
+            backward(m, d, rows, n, 0);
+            m->grads_dirty = 1;
+            m->packed_pending = 0;
+        }
     }
     add_penalty(m, obj, grad, 0, 0.0, &total);
     *loss = total;
@@ -734,31 +1124,44 @@ static int batch_loss(dsc_model *m, const dsc_data *d, const uint32_t *rows, siz
 }
 
 /*
- * Zero the gradient for a sparse-step batch: the rows the previous batch listed (every
- * other row of dW is zero already), or all of dW after a full gradient, and the tail.
+ * Zero the gradient for a sparse-step batch and forget the previous batch's list: its marks
+ * or table entries, and its rows of dW when they hold anything (every other row of dW is
+ * zero already), or all of dW after a full gradient; and the tail.
  */
 static void clear_rows_grad(dsc_model *m)
 {
     dsc_layer *first = &m->layers[0];
     size_t n_out = first->n_out, n_weights = first->n_in * n_out;
+    const uint32_t *touched = m->touched;
+    size_t n_touched = m->n_touched;
+    uint64_t *marks = m->marks;
 
+    if (m->rows_packed) {
+        for (size_t i = 0; i < n_touched; i++)
+            m->slot_of[m->slot_at[i]] = 0;
+    } else {
+        for (size_t i = 0; i < n_touched; i++)
+            marks[touched[i] / 64] = 0;
+    }
     if (m->grads_dirty) {
         memset(m->grads, 0, n_weights * sizeof(float));
-        m->grads_dirty = 0;
-    } else if (n_out == 1) {
-        for (size_t i = 0; i < m->n_touched; i++)
-            first->dw[m->touched[i]] = 0.0f;
-    } else {
-        for (size_t i = 0; i < m->n_touched; i++)
-            memset(first->dw + (size_t)m->touched[i] * n_out, 0, n_out * sizeof(float));
+    } else if (m->rows_in_dw && n_out == 1) {
+        for (size_t i = 0; i < n_touched; i++)
+            first->dw[touched[i]] = 0.0f;
+    } else if (m->rows_in_dw) {
+        for (size_t i = 0; i < n_touched; i++)
+            memset(first->dw + (size_t)touched[i] * n_out, 0, n_out * sizeof(float));
     }
     memset(m->grads + n_weights, 0, (m->n_params - n_weights) * sizeof(float));
+    m->grads_dirty = 0;
+    m->rows_in_dw = 0;
+    m->packed_pending = 0;
     m->n_touched = 0;
 }
 
 int dsc__model_loss_grad_rows(dsc_model *m, const dsc_data *d, const uint32_t *rows, size_t n,
                               const dsc_objective *obj, double first_sq, int sort_rows,
-                              double *loss, dsc_row_set *set)
+                              int packed, double *loss, dsc_row_set *set, bool *rows_finite)
 {
     int rc = check_batch(m, d, rows, n, obj, loss);
     if (rc < 0)
@@ -783,11 +1186,13 @@ int dsc__model_loss_grad_rows(dsc_model *m, const dsc_data *d, const uint32_t *r
     if (rc < 0)
         return rc;
 
-    /* Collect the batch's inputs while summing their rows, then clear their marks. */
+    /* Collect the batch's inputs while summing their rows, packed when asked and possible
+     * (a sorted list would no longer match the packed rows). */
     clear_rows_grad(m);
-    backward(m, d, rows, n, 1);
-    for (size_t i = 0; i < m->n_touched; i++)
-        m->marks[m->touched[i] / 64] = 0;
+    m->rows_packed = packed && !sort_rows && m->slot_of;
+    *rows_finite = backward(m, d, rows, n, 1);
+    m->packed_pending = m->rows_packed;
+    m->rows_in_dw = !m->rows_packed;
     if (sort_rows)
         dsc__sort_u32(m->touched, m->n_touched);
 
@@ -800,6 +1205,7 @@ int dsc__model_loss_grad_rows(dsc_model *m, const dsc_data *d, const uint32_t *r
         .width = m->layers[0].n_out,
         .tail_begin = m->layers[0].n_in * m->layers[0].n_out,
         .tail_end = m->n_params,
+        .packed_grads = m->rows_packed ? m->packed : NULL,
     };
     return DSC_OK;
 }

@@ -91,11 +91,16 @@ typedef struct file_extra {
 
 /*
  * The reflected CRC-32 of zlib and PNG: polynomial 0xEDB88320, initial value and final xor
- * 0xFFFFFFFF. The byte table is computed by the first call. A thread that finds another
- * thread computing it builds a private table on its stack instead of waiting, so no thread
- * ever reads a half-written table.
+ * 0xFFFFFFFF, eight bytes a step ("slicing by 8"). crc_tables[0] is the usual byte table: the
+ * CRC of one byte. crc_tables[k][n] is the CRC of byte n followed by k zero bytes, so that the
+ * CRC after eight bytes is the xor of eight table entries, one per byte, instead of a chain
+ * of eight dependent lookups.
+ *
+ * The tables are computed by the first call. A thread that finds another thread computing
+ * them builds the byte table on its stack and goes a byte at a time instead of waiting, so
+ * no thread ever reads a half-written table.
  */
-static uint32_t crc_table[256];
+static uint32_t crc_tables[8][256];
 static atomic_int crc_table_state; /* 0 not computed, 1 being computed, 2 ready */
 
 static void crc_fill(uint32_t *table)
@@ -108,27 +113,57 @@ static void crc_fill(uint32_t *table)
     }
 }
 
+static void crc_fill_slices(uint32_t tables[8][256])
+{
+    crc_fill(tables[0]);
+    for (int k = 1; k < 8; k++) {
+        for (int n = 0; n < 256; n++) {
+            uint32_t c = tables[k - 1][n];
+            tables[k][n] = (c >> 8) ^ tables[0][c & 0xFFu];
+        }
+    }
+}
+
+/* Four bytes as a little-endian number, on any machine. */
+static uint32_t crc_word(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* The CRC register after bytes[0..len), a byte at a time. */
+static uint32_t crc_bytes(const uint32_t *table, uint32_t crc, const unsigned char *bytes,
+                          size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        crc = table[(crc ^ bytes[i]) & 0xFFu] ^ (crc >> 8);
+    return crc;
+}
+
 uint32_t dsc_crc32(uint32_t crc, const void *data, size_t len)
 {
     const unsigned char *bytes = data;
-    uint32_t private_table[256];
-    const uint32_t *table = crc_table;
 
     if (atomic_load_explicit(&crc_table_state, memory_order_acquire) != 2) {
         int expected = 0;
         if (atomic_compare_exchange_strong(&crc_table_state, &expected, 1)) {
-            crc_fill(crc_table);
+            crc_fill_slices(crc_tables);
             atomic_store_explicit(&crc_table_state, 2, memory_order_release);
         } else if (expected != 2) {
+            uint32_t private_table[256];
             crc_fill(private_table);
-            table = private_table;
+            return ~crc_bytes(private_table, ~crc, bytes, len);
         }
     }
 
+    const uint32_t(*t)[256] = (const uint32_t(*)[256])crc_tables;
     crc = ~crc;
-    for (size_t i = 0; i < len; i++)
-        crc = table[(crc ^ bytes[i]) & 0xFFu] ^ (crc >> 8);
-    return ~crc;
+    for (; len >= 8; len -= 8, bytes += 8) {
+        uint32_t low = crc ^ crc_word(bytes), high = crc_word(bytes + 4);
+        crc = t[7][low & 0xFFu] ^ t[6][(low >> 8) & 0xFFu] ^ t[5][(low >> 16) & 0xFFu] ^
+              t[4][low >> 24] ^ t[3][high & 0xFFu] ^ t[2][(high >> 8) & 0xFFu] ^
+              t[1][(high >> 16) & 0xFFu] ^ t[0][high >> 24];
+    }
+    return ~crc_bytes(t[0], crc, bytes, len);
 }
 
 /* ---- Checks shared by saving and loading ---------------------------------------------- */

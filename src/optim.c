@@ -715,18 +715,27 @@ static void prepare_step(const dsc_optim *opt, int64_t t, step_scalars *s)
     s->nadam_prod_next = s->nadam_prod * s->nadam_mu_next;
 }
 
-/* One update of every parameter that is not frozen; nothing is allocated. */
-int dsc_optim_step(dsc_optim *opt, float *params, const float *grads)
+/* Whether a step may run: something to update and a usable learning rate. */
+static int check_can_step(const dsc_optim *opt)
 {
-    if (!opt || !params || !grads)
-        return dsc__fail(DSC_EINVAL, "optimizer: %s must not be NULL",
-                         !opt ? "opt" : !params ? "params" : "grads");
     if (opt->n_trainable == 0)
         return dsc__fail(DSC_EFROZEN, "optimizer: all %zu parameters are frozen, nothing to "
                          "update", opt->n_params);
     if (!(isfinite(opt->lr) && opt->lr >= 0.0))
         return dsc__fail(DSC_EINVAL, "optimizer: lr must be a finite number >= 0, got %g",
                          opt->lr);
+    return DSC_OK;
+}
+
+/* One update of every parameter that is not frozen; nothing is allocated. */
+int dsc_optim_step(dsc_optim *opt, float *params, const float *grads)
+{
+    if (!opt || !params || !grads)
+        return dsc__fail(DSC_EINVAL, "optimizer: %s must not be NULL",
+                         !opt ? "opt" : !params ? "params" : "grads");
+    int err = check_can_step(opt);
+    if (err)
+        return err;
 
     step_scalars s;
     prepare_step(opt, opt->steps + 1, &s);
@@ -837,18 +846,9 @@ static void update_rows(dsc_optim *opt, update_fn update, float *params, const f
                         const step_scalars *s)
 {
     size_t width = set->width;
-    bool whole = seg_begin == 0 && seg_end >= set->tail_begin;
 
-    /* Plain SGD rows without decay of their own, all in the segment: one tight loop. */
-    if (whole && plain_sgd(opt) && (set->row_scale != 0.0 || opt->cfg.weight_decay == 0.0)) {
-        double step = set->row_scale != 0.0 ? lr / set->row_scale : lr;
-        for (size_t i = 0; i < set->n_rows; i++) {
-            size_t row_begin = (size_t)set->rows[i] * width;
-            update_scaled_sgd(params, grads, row_begin, row_begin + width, step);
-        }
-        opt->updated += set->n_rows * width;
-        return;
-    }
+    if (seg_begin >= set->tail_begin)
+        return; /* the rows all lie before the segment */
     for (size_t i = 0; i < set->n_rows; i++) {
         size_t row_begin = (size_t)set->rows[i] * width;
         update_part(opt, update, params, grads, row_begin, row_begin + width, seg_begin,
@@ -856,32 +856,100 @@ static void update_rows(dsc_optim *opt, update_fn update, float *params, const f
     }
 }
 
+/*
+ * Plain SGD moves every row alike, w -= step * g, when the first segment holds all the rows
+ * and is not frozen, and the rows have no decay of their own (none, or folded into a
+ * row_scale).
+ */
+bool dsc__optim_rows_one_walk(const dsc_optim *opt, size_t rows_end, bool scaled)
+{
+    return plain_sgd(opt) && !opt->seg[0].frozen && segment_end(opt, 0) >= rows_end &&
+           (scaled || opt->cfg.weight_decay == 0.0);
+}
+
+/*
+ * The rows of set under plain SGD (see dsc__optim_rows_one_walk), in one walk that also keeps
+ * their values before the step in kept (when not NULL) and returns 1 when a new value is not
+ * finite (0 otherwise): the rows lie at scattered places, so each is fetched once for all
+ * three. The gradient comes from grads, or packed in set->packed_grads. The arithmetic is
+ * update_scaled_sgd's.
+ */
+static uint32_t update_sgd_rows(float *params, const float *grads, const dsc_row_set *set,
+                                double step, float *kept)
+{
+    size_t width = set->width;
+    const float *packed = set->packed_grads;
+    uint32_t bad = 0;
+
+    for (size_t i = 0; width == 1 && i < set->n_rows; i++) {
+        size_t at = set->rows[i]; /* one weight a row: no inner loop */
+        float old = params[at];
+        float moved = (float)((double)old - step * (double)(packed ? packed[i] : grads[at]));
+        if (kept)
+            kept[i] = old;
+        params[at] = moved;
+        bad |= dsc__not_finite(moved);
+    }
+    for (size_t i = 0; width > 1 && i < set->n_rows; i++) {
+        float *row = params + (size_t)set->rows[i] * width;
+        const float *grad = packed ? packed + i * width : grads + (size_t)set->rows[i] * width;
+        if (kept)
+            memcpy(kept + i * width, row, width * sizeof(float));
+        for (size_t j = 0; j < width; j++) {
+            row[j] = (float)((double)row[j] - step * (double)grad[j]);
+            bad |= dsc__not_finite(row[j]);
+        }
+    }
+    return bad;
+}
+
 int dsc__optim_step_rows(dsc_optim *opt, float *params, const float *grads,
-                         const dsc_row_set *set)
+                         const dsc_row_set *set, float *kept, bool *finite)
 {
     if (!opt || !params || !grads || !set)
         return dsc__fail(DSC_EINVAL, "optimizer: NULL argument to the sparse step");
-    if (opt->n_trainable == 0)
-        return dsc__fail(DSC_EFROZEN, "optimizer: all %zu parameters are frozen, nothing to "
-                         "update", opt->n_params);
-    if (!(isfinite(opt->lr) && opt->lr >= 0.0))
-        return dsc__fail(DSC_EINVAL, "optimizer: lr must be a finite number >= 0, got %g",
-                         opt->lr);
+    int err = check_can_step(opt);
+    if (err)
+        return err;
     if (set->row_scale != 0.0 && !plain_sgd(opt))
         return dsc__fail(DSC_EINVAL, "optimizer: scaled rows need plain SGD");
+    bool one_walk = dsc__optim_rows_one_walk(opt, set->tail_begin, set->row_scale != 0.0);
+    if (set->packed_grads && !one_walk)
+        return dsc__fail(DSC_EINVAL, "optimizer: packed rows need plain SGD in one walk");
 
     step_scalars s;
     prepare_step(opt, opt->steps + 1, &s);
 
+    /* Plain SGD takes the rows in one walk; any other rule keeps and checks them apart. */
+    uint32_t bad = 0;
+    if (kept && !one_walk) {
+        dsc_row_set rows_only = *set;
+        rows_only.tail_end = rows_only.tail_begin;
+        dsc__rows_gather(params, &rows_only, kept);
+    }
     update_fn update = update_of(opt->cfg.kind);
     for (size_t k = 0; k < opt->n_segments; k++) {
         if (opt->seg[k].frozen)
             continue;
         size_t seg_begin = opt->seg[k].start, seg_end = segment_end(opt, k);
         double lr = opt->lr * opt->seg[k].lr_scale;
-        update_rows(opt, update, params, grads, set, seg_begin, seg_end, lr, &s);
+        if (!one_walk) {
+            update_rows(opt, update, params, grads, set, seg_begin, seg_end, lr, &s);
+        } else if (k == 0) {
+            bad |= update_sgd_rows(params, grads, set,
+                                   set->row_scale != 0.0 ? lr / set->row_scale : lr, kept);
+            opt->updated += set->n_rows * set->width;
+        }
         update_part(opt, update, params, grads, set->tail_begin, set->tail_end, seg_begin,
                     seg_end, lr, 0.0, &s);
+    }
+    if (finite) {
+        size_t tail = set->tail_end - set->tail_begin;
+        if (one_walk) {
+            *finite = !bad && dsc__all_finite(params + set->tail_begin, tail);
+        } else {
+            *finite = dsc__rows_all_finite(params, set);
+        }
     }
 
     opt->steps = s.t;

@@ -17,9 +17,9 @@
 
 /* ---- Numbers ----------------------------------------------------------------------------- */
 
-static const double pow10_exact[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
-                                       1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
-                                       1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+const double dsc__pow10_exact[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                     1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                                     1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
 
 static bool is_digit(char c)
 {
@@ -134,7 +134,7 @@ static int decimal_value(const decimal *d, bool as_float, double *out)
     if (d->exact_mantissa && d->mantissa <= (UINT64_C(1) << 53) && d->exp10 >= -22 &&
         d->exp10 <= 22 && FLT_EVAL_METHOD == 0) {
         double v = (double)d->mantissa;
-        v = d->exp10 < 0 ? v / pow10_exact[-d->exp10] : v * pow10_exact[d->exp10];
+        v = d->exp10 < 0 ? v / dsc__pow10_exact[-d->exp10] : v * dsc__pow10_exact[d->exp10];
         /* v is the correctly rounded double; rounding it on to float is correct too unless v
          * lies exactly halfway between two floats. Such values fall through to strtof. */
         uint64_t bits;
@@ -167,78 +167,25 @@ static int decimal_value(const decimal *d, bool as_float, double *out)
 }
 
 /*
- * The usual short number ("-0.125", "3.5e-3": at most 19 digits and a small exponent) read
- * in one scan with the fast path of decimal_value. 1 when it decided (*rc set), 0 to go on
- * to the full parse.
- */
-static int parse_short(const char *text, size_t len, float *out, int *rc)
-{
-    const char *p = text, *end = text + len;
-    bool negative = false;
-    uint64_t mantissa = 0;
-    int digits = 0, fraction = 0, exponent = 0;
-
-    if (p < end && (*p == '+' || *p == '-')) {
-        negative = *p == '-';
-        p++;
-    }
-    for (; p < end && is_digit(*p); p++, digits++)
-        mantissa = mantissa * 10 + (uint64_t)(*p - '0');
-    if (p < end && *p == '.') {
-        for (p++; p < end && is_digit(*p); p++, digits++, fraction++)
-            mantissa = mantissa * 10 + (uint64_t)(*p - '0');
-    }
-    if (digits == 0 || digits > 19)
-        return 0; /* not a number, or too long: the full parse decides */
-    if (p < end && (*p == 'e' || *p == 'E')) {
-        bool negative_exp = false;
-        int exp_digits = 0;
-        if (++p < end && (*p == '+' || *p == '-'))
-            negative_exp = *p++ == '-';
-        for (; p < end && is_digit(*p) && exp_digits < 4; p++, exp_digits++)
-            exponent = exponent * 10 + (*p - '0');
-        if (exp_digits == 0 || (p < end && is_digit(*p)))
-            return 0;
-        if (negative_exp)
-            exponent = -exponent;
-    }
-    if (p != end) {
-        *rc = DSC_EFORMAT;
-        return 1;
-    }
-    exponent -= fraction;
-    if (mantissa == 0) {
-        *out = negative ? -0.0f : 0.0f;
-        *rc = 0;
-        return 1;
-    }
-    if (exponent < -22 || exponent > 22 || FLT_EVAL_METHOD != 0)
-        return 0; /* (the error bound below needs plain double arithmetic) */
-
-    /* v is within 2 units in the last place (of double) of the exact value: one rounding of
-     * the mantissa (when beyond 2^53) and one of the product or quotient, 10^k being exact.
-     * Rounding to float only changes at the midpoints between floats, so when no midpoint
-     * lies within 4 units of v, v and the exact value round to the same float. */
-    double v = (double)mantissa;
-    v = exponent < 0 ? v / pow10_exact[-exponent] : v * pow10_exact[exponent];
-    uint64_t bits;
-    memcpy(&bits, &v, sizeof bits);
-    uint32_t below_float = (uint32_t)(bits & 0x1FFFFFFFu); /* the bits float drops */
-    if (below_float >= 0x10000000u - 4 && below_float <= 0x10000000u + 4)
-        return 0;
-    float f = (float)v;
-    if (isinf(f))
-        return 0;
-    *out = negative ? -f : f;
-    *rc = 0;
-    return 1;
-}
-
-/*
  * Parse a number the same in every locale. Records no message, since readers try every cell
- * as a number first: the caller writes one with the file, line and column.
+ * as a number first: the caller writes one with the file, line and column. The usual short
+ * numbers take the fast path (internal.h), the rest the full parse.
  */
 int dsc__parse_float(const char *text, size_t len, float *out)
+{
+    float v;
+
+    if (!text || !out)
+        return DSC_EINVAL;
+    if (dsc__scan_float(text, text + len, &v) == text + len) {
+        *out = v;
+        return 0;
+    }
+    return dsc__parse_float_slow(text, len, out);
+}
+
+/* The full parse: the significant digits, then one correct rounding to float. */
+int dsc__parse_float_slow(const char *text, size_t len, float *out)
 {
     decimal d;
     double v;
@@ -246,8 +193,6 @@ int dsc__parse_float(const char *text, size_t len, float *out)
 
     if (!text || !out)
         return DSC_EINVAL;
-    if (parse_short(text, len, out, &rc))
-        return rc;
     rc = parse_decimal(text, len, &d);
     if (rc == 0)
         rc = decimal_value(&d, true, &v);
@@ -631,18 +576,107 @@ done:
 }
 
 /*
+ * The slots of a sparse fit: its statistics are kept per slot, one slot for each feature
+ * that has a stored entry in the fitted rows. A LIBSVM file that names feature 2^30 once
+ * has 2^30 features; arrays of per-feature sums would cost gigabytes for one entry, so when
+ * the features far outnumber the entries a hash table gives the features seen their slots,
+ * and the scratch memory grows with the entries. Otherwise slot j is simply feature j.
+ * Each slot sees its entries in row order either way, so both give the same bits.
+ */
+typedef struct fit_slots {
+    size_t n_slots;    /* slots in use (k when direct) */
+    bool direct;       /* slot j is feature j, no table */
+    uint32_t *keys;    /* hash table: feature + 1, 0 for an empty cell */
+    uint32_t *values;  /* hash table: the slot of keys[i] - 1 */
+    size_t mask;       /* cells - 1 (a power of two) */
+    uint32_t *feature; /* slot -> feature (table only) */
+} fit_slots;
+
+/* The cell of feature j: where it is, or the empty cell where it would go. */
+static size_t slot_cell(const fit_slots *s, uint32_t j)
+{
+    size_t cell = (size_t)((j * UINT64_C(0x9E3779B97F4A7C15)) >> 32) & s->mask;
+
+    while (s->keys[cell] != 0 && s->keys[cell] != j + 1)
+        cell = (cell + 1) & s->mask;
+    return cell;
+}
+
+/* The slot of feature j, which must have one. */
+static size_t slot_of(const fit_slots *s, uint32_t j)
+{
+    return s->direct ? j : s->values[slot_cell(s, j)];
+}
+
+static void slots_free(fit_slots *s)
+{
+    dsc__free(s->keys);
+    dsc__free(s->values);
+    dsc__free(s->feature);
+}
+
+/* Give a slot to every feature with a stored entry in the n fitted rows. 0 or DSC_ENOMEM. */
+static int slots_build(fit_slots *s, const dsc_data *data, const uint32_t *rows, size_t n)
+{
+    size_t k = data->n_features, entries = 0;
+
+    memset(s, 0, sizeof *s);
+    for (size_t i = 0; i < n; i++) {
+        size_t r = fit_row(rows, i);
+        entries += (size_t)(data->row_ptr[r + 1] - data->row_ptr[r]);
+    }
+    if (k / 4 <= entries) { /* arrays of k are no bigger than a table of the entries */
+        s->direct = true;
+        s->n_slots = k;
+        return 0;
+    }
+
+    size_t cells = 16;
+    while (cells < 2 * entries)
+        cells *= 2;
+    s->mask = cells - 1;
+    s->keys = dsc__calloc(cells, sizeof(uint32_t));
+    s->values = dsc__alloc(dsc__mul(cells, sizeof(uint32_t)));
+    s->feature = dsc__alloc(dsc__mul(entries + 1, sizeof(uint32_t)));
+    if (!s->keys || !s->values || !s->feature) {
+        slots_free(s);
+        return DSC_ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        size_t r = fit_row(rows, i);
+        for (uint64_t e = data->row_ptr[r]; e < data->row_ptr[r + 1]; e++) {
+            uint32_t j = data->col[e];
+            size_t cell = j < k ? slot_cell(s, j) : 0;
+            if (j >= k || s->keys[cell] != 0)
+                continue;
+            s->keys[cell] = j + 1;
+            s->values[cell] = (uint32_t)s->n_slots;
+            s->feature[s->n_slots++] = j;
+        }
+    }
+    return 0;
+}
+
+/*
  * Sparse fit over the stored entries plus the implicit zeros: a missing (NaN) entry is left
  * out of its feature's statistics. Medians count the implicit zeros among the values.
- * Standardisation only scales, by the population standard deviation.
+ * Standardisation only scales, by the population standard deviation. A feature with no
+ * stored entry in the fitted rows is all zeros: it imputes 0 and keeps a scale of 1.
  */
 static int fit_sparse(dsc_prep *prep, const dsc_data *data, const uint32_t *rows, size_t n,
                       bool impute, bool standardize)
 {
     size_t k = data->n_features;
-    double *sum = dsc__calloc(k, sizeof(double));
-    double *sumsq = dsc__calloc(k, sizeof(double));
-    size_t *stored = dsc__calloc(k, sizeof(size_t));  /* non-missing stored entries */
-    size_t *missing = dsc__calloc(k, sizeof(size_t)); /* NaN entries */
+    fit_slots slots;
+
+    if (slots_build(&slots, data, rows, n) != 0)
+        return dsc__fail(DSC_ENOMEM, "dsc_prep_fit: out of memory for %zu features", k);
+
+    size_t n_slots = slots.n_slots;
+    double *sum = dsc__calloc(n_slots, sizeof(double));
+    double *sumsq = dsc__calloc(n_slots, sizeof(double));
+    size_t *stored = dsc__calloc(n_slots, sizeof(size_t));  /* non-missing stored entries */
+    size_t *missing = dsc__calloc(n_slots, sizeof(size_t)); /* NaN entries */
     float *values = NULL;
     size_t *start = NULL;
     int rc = 0;
@@ -655,43 +689,49 @@ static int fit_sparse(dsc_prep *prep, const dsc_data *data, const uint32_t *rows
         size_t r = fit_row(rows, i);
         for (uint64_t e = data->row_ptr[r]; e < data->row_ptr[r + 1]; e++) {
             float v = data->val[e];
-            uint32_t j = data->col[e];
-            if (j >= k)
+            if (data->col[e] >= k)
                 continue;
+            size_t s = slot_of(&slots, data->col[e]);
             if (isnan(v)) {
-                missing[j]++;
+                missing[s]++;
             } else {
-                sum[j] += v;
-                sumsq[j] += (double)v * v;
-                stored[j]++;
+                sum[s] += v;
+                sumsq[s] += (double)v * v;
+                stored[s]++;
             }
         }
     }
 
+    /* The features without a slot: impute 0 (already, from calloc) and a scale of 1. */
+    if (!slots.direct && standardize) {
+        for (size_t j = 0; j < k; j++)
+            prep->scale[j] = 1.0f;
+    }
+
     if (impute && prep->missing == DSC_MISSING_MEDIAN) {
-        /* Gather each feature's stored values column by column (a counting sort). */
+        /* Gather each slot's stored values slot by slot (a counting sort). */
         size_t total = 0;
-        start = dsc__alloc(dsc__mul(k + 1, sizeof(size_t)));
-        for (size_t j = 0; start && j < k; j++) {
-            start[j] = total;
-            total += stored[j];
+        start = dsc__alloc(dsc__mul(n_slots + 1, sizeof(size_t)));
+        for (size_t s = 0; start && s < n_slots; s++) {
+            start[s] = total;
+            total += stored[s];
         }
         values = dsc__alloc(dsc__mul(total, sizeof(float)));
         if (!start || !values) {
             rc = dsc__fail(DSC_ENOMEM, "dsc_prep_fit: out of memory for the medians");
             goto done;
         }
-        start[k] = total;
+        start[n_slots] = total;
         for (size_t i = 0; i < n; i++) {
             size_t r = fit_row(rows, i);
             for (uint64_t e = data->row_ptr[r]; e < data->row_ptr[r + 1]; e++) {
                 if (data->col[e] < k && !isnan(data->val[e]))
-                    values[start[data->col[e]]++] = data->val[e];
+                    values[start[slot_of(&slots, data->col[e])]++] = data->val[e];
             }
         }
-        for (size_t j = 0; j < k; j++) {
-            size_t first = start[j] - stored[j], m = stored[j];
-            size_t zeros = n - m - missing[j], present = m + zeros;
+        for (size_t s = 0; s < n_slots; s++) {
+            size_t first = start[s] - stored[s], m = stored[s];
+            size_t zeros = n - m - missing[s], present = m + zeros;
             float *v = values + first;
             qsort(v, m, sizeof *v, compare_float);
             size_t negatives = 0;
@@ -710,22 +750,23 @@ static int fit_sparse(dsc_prep *prep, const dsc_data *data, const uint32_t *rows
                 lo = got[0];
                 hi = got[1];
             }
-            prep->impute[j] = (float)(0.5 * (lo + hi));
+            prep->impute[slots.direct ? s : slots.feature[s]] = (float)(0.5 * (lo + hi));
         }
     } else if (impute) {
-        for (size_t j = 0; j < k; j++) {
-            size_t present = n - missing[j];
-            prep->impute[j] = present ? (float)(sum[j] / (double)present) : 0.0f;
+        for (size_t s = 0; s < n_slots; s++) {
+            size_t present = n - missing[s];
+            prep->impute[slots.direct ? s : slots.feature[s]] =
+                present ? (float)(sum[s] / (double)present) : 0.0f;
         }
     }
     if (!standardize)
         goto done;
 
     /* Mean over all n rows (implicit zeros included), then a second pass for the spread. */
-    for (size_t j = 0; j < k; j++) {
-        double fill = impute ? prep->impute[j] : 0.0;
-        sum[j] = (sum[j] + (double)missing[j] * fill) / (double)n;
-        sumsq[j] = 0.0;
+    for (size_t s = 0; s < n_slots; s++) {
+        double fill = impute ? prep->impute[slots.direct ? s : slots.feature[s]] : 0.0;
+        sum[s] = (sum[s] + (double)missing[s] * fill) / (double)n;
+        sumsq[s] = 0.0;
     }
     for (size_t i = 0; i < n; i++) {
         size_t r = fit_row(rows, i);
@@ -733,16 +774,18 @@ static int fit_sparse(dsc_prep *prep, const dsc_data *data, const uint32_t *rows
             uint32_t j = data->col[e];
             if (j >= k)
                 continue;
+            size_t s = slot_of(&slots, j);
             double v = isnan(data->val[e]) ? (impute ? prep->impute[j] : 0.0) : data->val[e];
-            sumsq[j] += (v - sum[j]) * (v - sum[j]);
+            sumsq[s] += (v - sum[s]) * (v - sum[s]);
         }
     }
-    for (size_t j = 0; j < k; j++) {
-        double zeros = (double)(n - stored[j] - missing[j]);
-        double m2 = sumsq[j] + zeros * sum[j] * sum[j];
+    for (size_t s = 0; s < n_slots; s++) {
+        size_t j = slots.direct ? s : slots.feature[s];
+        double zeros = (double)(n - stored[s] - missing[s]);
+        double m2 = sumsq[s] + zeros * sum[s] * sum[s];
         double sd = m2 > 0.0 ? sqrt(m2 / (double)n) : 0.0;
         prep->mean[j] = 0.0f;
-        prep->scale[j] = (sd > 0.0 && sd > 10.0 * DBL_EPSILON * fabs(sum[j])) ? (float)sd : 1.0f;
+        prep->scale[j] = (sd > 0.0 && sd > 10.0 * DBL_EPSILON * fabs(sum[s])) ? (float)sd : 1.0f;
         if (prep->scale[j] == 0.0f || !isfinite(prep->scale[j]))
             prep->scale[j] = 1.0f;
     }
@@ -754,6 +797,7 @@ done:
     dsc__free(missing);
     dsc__free(values);
     dsc__free(start);
+    slots_free(&slots);
     return rc;
 }
 
@@ -796,7 +840,9 @@ int dsc_prep_fit(dsc_prep *prep, const dsc_table *table, const uint32_t *rows, s
     scratch.impute = new_impute;
     scratch.mean = new_mean;
     scratch.scale = new_scale;
-    int rc = data->x ? fit_dense(&scratch, data, rows, n, impute, standardize != 0)
+    int rc = 0; /* with neither imputation nor scaling there is nothing to learn */
+    if (impute || standardize)
+        rc = data->x ? fit_dense(&scratch, data, rows, n, impute, standardize != 0)
                      : fit_sparse(&scratch, data, rows, n, impute, standardize != 0);
     if (rc) {
         dsc__free(new_impute);
@@ -859,6 +905,7 @@ int dsc_prep_apply(const dsc_prep *prep, dsc_table *table)
         return dsc__fail(DSC_EINVAL, "dsc_prep_apply: prep is standardised but not fitted");
     if (!prep->impute && !prep->standardized)
         return 0;
+    table->applied = true; /* the values are no longer as read (dsc_table_save_cache) */
 
     if (table->x) {
         size_t total = dsc__mul(data->n_rows, k);

@@ -18,15 +18,24 @@ size_t dsc__rows_count(const dsc_row_set *set)
 
 bool dsc__rows_all_finite(const float *a, const dsc_row_set *set)
 {
-    /* x * 0 is 0 for a finite x and NaN otherwise, as dsc__all_finite. */
-    float acc = 0.0f;
+    /*
+     * The rows lie at scattered places, so this is a walk of loads: an OR of integer tests
+     * keeps the loads independent (a running float sum would chain them one after another).
+     */
+    uint32_t bad = 0;
+    size_t width = set->width;
 
-    for (size_t i = 0; i < set->n_rows; i++) {
-        const float *row = a + (size_t)set->rows[i] * set->width;
-        for (size_t j = 0; j < set->width; j++)
-            acc += row[j] * 0.0f;
+    if (width == 1) {
+        for (size_t i = 0; i < set->n_rows; i++)
+            bad |= dsc__not_finite(a[set->rows[i]]);
+    } else {
+        for (size_t i = 0; i < set->n_rows; i++) {
+            const float *row = a + (size_t)set->rows[i] * width;
+            for (size_t j = 0; j < width; j++)
+                bad |= dsc__not_finite(row[j]);
+        }
     }
-    return acc == 0.0f && dsc__all_finite(a + set->tail_begin, set->tail_end - set->tail_begin);
+    return !bad && dsc__all_finite(a + set->tail_begin, set->tail_end - set->tail_begin);
 }
 
 void dsc__rows_clip_value(float *g, const dsc_row_set *set, float limit)

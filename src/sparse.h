@@ -24,11 +24,16 @@
 
 #include "internal.h"
 
+#include <string.h>
+
 /*
  * A set of parameters: rows of the first layer's weight matrix (row r is the parameters
  * [r * width, (r + 1) * width)), then the dense range [tail_begin, tail_end).
  * row_scale is 0 when the rows update like any other parameter; otherwise the rows hold
  * v = w / row_scale of a plain SGD step whose decay the caller has folded into row_scale.
+ * packed_grads is NULL when the rows' gradient is in the gradient buffer like the tail's;
+ * otherwise the gradient of rows[i] is packed_grads[i * width, (i + 1) * width) (see
+ * dsc__model_loss_grad_rows), which only plain SGD in one walk takes (dsc__optim_step_rows).
  */
 typedef struct dsc_row_set {
     const uint32_t *rows;
@@ -36,11 +41,25 @@ typedef struct dsc_row_set {
     size_t width;
     size_t tail_begin, tail_end;
     double row_scale;
+    const float *packed_grads;
 } dsc_row_set;
+
+/* 1 when x is an infinity or a NaN (its exponent bits are all ones), 0 otherwise. Integer
+ * work only, so that OR-ing it over many values chains no floating-point latency. */
+static inline uint32_t dsc__not_finite(float x)
+{
+    uint32_t bits;
+
+    memcpy(&bits, &x, sizeof bits);
+    return (bits & 0x7f800000u) == 0x7f800000u;
+}
 
 /* ---- model.c ---- */
 
-/* Buffers of the sparse step for batches that touch up to max_touched distinct inputs. */
+/*
+ * Buffers of the sparse step for batches that touch up to max_touched distinct inputs,
+ * including those of packed rows when they take at most a quarter of the first layer.
+ */
 int dsc__model_reserve_rows(dsc_model *m, size_t max_touched);
 
 /*
@@ -51,15 +70,25 @@ int dsc__model_reserve_rows(dsc_model *m, size_t max_touched);
  * the penalty's value. obj->l1 must be 0. With sort_rows the touched rows come in increasing
  * order (the order of the dense sums), otherwise in order of first use. set receives the
  * touched rows and the tail (row_scale 0); its rows stay valid until the next call.
+ * *rows_finite tells whether every element of the touched rows' gradient is finite (checked
+ * while they are summed; the tail is left to the caller).
+ *
+ * Packed rows. With packed (and not sort_rows) the touched rows' gradient is summed into a
+ * buffer of the model, row after row in list order, that set->packed_grads points to,
+ * instead of into dW: a small table in cache finds an input's row, where dW's rows lie far
+ * apart. dW is then zero there until dsc_model_grads or dsc_model_layer copies the rows in.
+ * The sums are the same. The model declines (set->packed_grads NULL) when it reserved no
+ * room for packed rows.
  */
 int dsc__model_loss_grad_rows(dsc_model *m, const dsc_data *d, const uint32_t *rows, size_t n,
                               const dsc_objective *obj, double first_sq, int sort_rows,
-                              double *loss, dsc_row_set *set);
+                              int packed, double *loss, dsc_row_set *set, bool *rows_finite);
 
 /*
  * The parameter buffer as stored (the first layer may be scaled), without folding, and the
  * gradient buffer without marking it written (dsc_model_grads makes the next sparse-step
- * batch clear all of the first layer's dW, since the caller may have written anywhere).
+ * batch clear all of the first layer's dW, since the caller may have written anywhere) and
+ * without the rows of a packed batch (dsc_model_grads copies them in).
  */
 float *dsc__model_raw_params(dsc_model *m);
 float *dsc__model_raw_grads(dsc_model *m);
@@ -100,12 +129,24 @@ enum {
 int dsc__optim_rows_mode(const dsc_optim *opt, size_t count, double l2, double *factor);
 
 /*
+ * True when dsc__optim_step_rows takes the rows of a set whose rows lie in [0, rows_end) in
+ * one walk: plain SGD, the first parameter range holding the rows and not frozen, and no
+ * decay of the rows' own (none, or folded into a row_scale: scaled).
+ */
+bool dsc__optim_rows_one_walk(const dsc_optim *opt, size_t rows_end, bool scaled);
+
+/*
  * One optimizer step over the parameters of set only, with the frozen ranges and rate scales
  * of dsc_optim_set_range; the step count advances as in dsc_optim_step. Rows of a set with a
- * row_scale update as v -= lr * g / row_scale, with no decay of their own.
+ * row_scale update as v -= lr * g / row_scale, with no decay of their own. When not NULL,
+ * kept receives the rows' values before the step (packed row after row, as the first part
+ * of dsc__rows_gather's output) and *finite whether every element of set is finite after
+ * it; plain SGD does the three in one walk of the rows. Packed rows (set->packed_grads) need
+ * that walk (DSC_EINVAL otherwise). On an error nothing is changed and kept may be
+ * incomplete.
  */
 int dsc__optim_step_rows(dsc_optim *opt, float *params, const float *grads,
-                         const dsc_row_set *set);
+                         const dsc_row_set *set, float *kept, bool *finite);
 
 /*
  * The optimizer's state restricted to a set: its scalars (step count, rate, parameter

@@ -6,8 +6,8 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <string.h>
-#include <sys/mman.h>
 
 void dsc_read_options_default(dsc_read_options *opts)
 {
@@ -109,6 +109,31 @@ int dsc_missing_from_name(const char *name)
     return -1;
 }
 
+/* Test hooks (internal.h): the text readers' fast path, and the rows it has read. */
+static atomic_int fast_text = 1;
+static atomic_size_t fast_text_rows;
+
+void dsc__allow_fast_text(int allow)
+{
+    atomic_store(&fast_text, allow != 0);
+}
+
+int dsc__fast_text_allowed(void)
+{
+    return atomic_load(&fast_text);
+}
+
+void dsc__add_fast_text_rows(size_t n)
+{
+    if (n)
+        atomic_fetch_add(&fast_text_rows, n);
+}
+
+size_t dsc__fast_text_rows(void)
+{
+    return atomic_load(&fast_text_rows);
+}
+
 dsc_table *dsc__table_new(void)
 {
     return dsc__calloc(1, sizeof(dsc_table));
@@ -138,8 +163,9 @@ void dsc_table_free(dsc_table *table)
     free_owned(table, table->val);
     free_owned(table, table->label);
     free_owned(table, table->y);
+    free_owned(table, table->weight);
     if (table->mapping)
-        munmap(table->mapping, table->mapping_size);
+        dsc__cache_release(table);
     dsc_prep_free(table->prep);
     dsc__free(table);
 }
@@ -188,7 +214,7 @@ static void set_view(dsc_table *table)
     data->val = table->val;
     data->label = table->label;
     data->y = table->y;
-    data->weight = NULL;
+    data->weight = table->weight;
     if (!data->n_features)
         data->n_features = table->prep->n_features;
     if (!table->prep->n_features)
@@ -247,8 +273,10 @@ dsc_table *dsc_table_read(const char *path, const dsc_read_options *opts, const 
         goto fail;
     }
 
+    /* A data cache is known by its first bytes, whatever the name or the format asked for. */
+    bool cache = !is_stdin && dsc__is_cache(path);
     FILE *in = NULL;
-    if (format == DSC_FORMAT_CSV || format == DSC_FORMAT_LIBSVM) {
+    if (!cache && (format == DSC_FORMAT_CSV || format == DSC_FORMAT_LIBSVM)) {
         in = is_stdin ? stdin : fopen(path, "rb");
         if (!in) {
             rc = dsc__fail(DSC_EIO, "%s: cannot open: %s", path, strerror(errno));
@@ -256,12 +284,16 @@ dsc_table *dsc_table_read(const char *path, const dsc_read_options *opts, const 
         }
     }
 
-    switch (format) {
-    case DSC_FORMAT_CSV: rc = dsc__read_csv(table, in, shown, opts, prep); break;
-    case DSC_FORMAT_LIBSVM: rc = dsc__read_libsvm(table, in, shown, opts, prep); break;
-    case DSC_FORMAT_NPY: rc = dsc__read_npy(table, path, opts, prep); break;
-    case DSC_FORMAT_IDX: rc = dsc__read_idx(table, path, opts, prep); break;
-    default: rc = dsc__fail(DSC_EINVAL, "format: unknown format %d", (int)format); break;
+    if (cache) {
+        rc = dsc__read_cache(table, path, opts, prep);
+    } else {
+        switch (format) {
+        case DSC_FORMAT_CSV: rc = dsc__read_csv(table, in, shown, opts, prep); break;
+        case DSC_FORMAT_LIBSVM: rc = dsc__read_libsvm(table, in, shown, opts, prep); break;
+        case DSC_FORMAT_NPY: rc = dsc__read_npy(table, path, opts, prep); break;
+        case DSC_FORMAT_IDX: rc = dsc__read_idx(table, path, opts, prep); break;
+        default: rc = dsc__fail(DSC_EINVAL, "format: unknown format %d", (int)format); break;
+        }
     }
     if (in && in != stdin)
         fclose(in);

@@ -705,10 +705,14 @@ static int take_snapshot(dsc_trainer *t)
 static void take_sparse_snapshot(dsc_trainer *t, const dsc_row_set *set, double scale_before)
 {
     dsc_model *m = t->model;
+    size_t row_values = set->n_rows * set->width;
 
+    /* The rows' values (the first row_values of snap_values) are kept by the update itself
+     * (dsc__optim_step_rows), which reads each row once; the tail's are copied here. */
     memcpy(t->snap_rows, set->rows, set->n_rows * sizeof(uint32_t));
     t->snap_n_rows = set->n_rows;
-    dsc__rows_gather(dsc__model_raw_params(m), set, t->snap_values);
+    memcpy(t->snap_values + row_values, dsc__model_raw_params(m) + set->tail_begin,
+           (set->tail_end - set->tail_begin) * sizeof(float));
     if (t->snap_opt)
         dsc__optim_rows_state_save(t->opt, set, t->snap_opt);
     t->snap_scale_before = scale_before;
@@ -790,14 +794,20 @@ static int take_sparse_step(dsc_trainer *t, const uint32_t *rows, size_t n, doub
     double scale = dsc__model_scale(m);
     double first_sq = with_l2 ? scale * scale * first_layer_sq(t) : 0.0;
     dsc_row_set set;
+    bool rows_finite;
 
+    /* Packed rows suit an update that takes them in one walk, and no clipping. */
+    bool clipping = t->cfg.clip_norm > 0.0 || t->cfg.clip_value > 0.0;
+    int packed = !clipping && dsc__optim_rows_one_walk(t->opt, t->first_weights,
+                                                        mode == DSC_ROWS_SCALED);
     int rc = dsc__model_loss_grad_rows(m, &t->train, rows, n, obj, first_sq,
-                                       t->cfg.clip_norm > 0.0, loss, &set);
+                                       t->cfg.clip_norm > 0.0, packed, loss, &set,
+                                       &rows_finite);
     if (rc < 0)
         return rc;
     if (!isfinite(*loss))
         return diverged(t, "loss", lr);
-    if (!dsc__rows_all_finite(grads, &set))
+    if (!rows_finite || !dsc__all_finite(grads + set.tail_begin, set.tail_end - set.tail_begin))
         return diverged(t, "gradient", lr);
     if (loss_jumped(t, *loss))
         return diverged(t, "loss", lr);
@@ -810,13 +820,18 @@ static int take_sparse_step(dsc_trainer *t, const uint32_t *rows, size_t n, doub
     /* The update; a scaled step shrinks every weight through the scale. */
     set.row_scale = mode == DSC_ROWS_SCALED ? scale * factor : 0.0;
     take_sparse_snapshot(t, &set, scale);
-    double old_sq = with_l2 ? dsc__rows_sum_sq(params, &set) : 0.0;
-    rc = dsc__optim_step_rows(t->opt, params, grads, &set);
-    if (rc < 0)
+    bool params_finite;
+    rc = dsc__optim_step_rows(t->opt, params, grads, &set, t->snap_values, &params_finite);
+    if (rc < 0) {
+        t->have_snapshot = 0; /* its rows were not kept; nothing was changed either */
         return rc;
+    }
+    double old_sq = 0.0; /* the rows' sum of squares before the step, from their copy */
+    for (size_t i = 0; with_l2 && i < set.n_rows * set.width; i++)
+        old_sq += (double)t->snap_values[i] * (double)t->snap_values[i];
     if (mode == DSC_ROWS_SCALED)
         dsc__model_set_scale(m, set.row_scale);
-    if (!dsc__rows_all_finite(params, &set)) {
+    if (!params_finite) {
         /* Undo this update at once: the snapshot holds what it changed. */
         restore_snapshot(t);
         t->have_snapshot = 0;

@@ -2,9 +2,9 @@
  * test.h - the few macros every test file uses.
  *
  * A test is a function written as TEST(name) { ... }. The Makefile collects every TEST(name)
- * from the tests/test_*.c files into the runner, which runs each in a child process of its own, so a crash
- * fails one test rather than the suite. A failed CHECK reports its file and line and lets the
- * test go on; REQUIRE returns from the test at once.
+ * from the tests/test_*.c files into the runner, which runs each in a child process of its
+ * own, so a crash fails one test rather than the suite. A failed CHECK reports its file and
+ * line and lets the test go on; REQUIRE returns from the test at once.
  */
 #ifndef DSC_TEST_H
 #define DSC_TEST_H
@@ -68,5 +68,8 @@ void test_report(const char *file, int line, const char *fmt, ...)
 
 /* A folder for the test's files, made fresh for each test and removed after a pass. */
 const char *test_tmpdir(void);
+
+/* How much slower than usual the suite runs: DSC_TEST_TIME_SCALE (e.g. under valgrind), 1. */
+double test_time_scale(void);
 
 #endif /* DSC_TEST_H */

@@ -308,3 +308,34 @@ TEST(cli_oom_sparse_regression_fails_cleanly_at_every_allocation)
     char *eval_args[] = {"eval", model, data, NULL};
     CHECK(fail_each_allocation("eval", cmd_eval, eval_args) > 5);
 }
+
+TEST(cli_oom_data_cache_fails_cleanly_at_every_allocation)
+{
+    char data[512], cache[512], out_cache[512], model[512], out_model[512], pred[512];
+
+    write_data(data, sizeof data);
+    snprintf(cache, sizeof cache, "%s/data.dscd", test_tmpdir());
+    snprintf(out_cache, sizeof out_cache, "%s/out.dscd", test_tmpdir());
+    snprintf(model, sizeof model, "%s/ref.model", test_tmpdir());
+    snprintf(out_model, sizeof out_model, "%s/out.model", test_tmpdir());
+    snprintf(pred, sizeof pred, "%s/pred.csv", test_tmpdir());
+
+    char *convert_ref[] = {"convert", data, "-o", cache, "--missing", "mean", NULL};
+    REQUIRE(run_command(cmd_convert, convert_ref, 0).status == 0);
+    char *train_ref[] = {"train", cache, "-o", model, "--missing", "mean", "--epochs", "2",
+                         "--quiet", NULL};
+    REQUIRE(run_command(cmd_train, train_ref, 0).status == 0);
+
+    char *convert_args[] = {"convert", data, "-o", out_cache, "--missing", "mean", NULL};
+    CHECK(fail_each_allocation("convert", cmd_convert, convert_args) > 10);
+    unlink(out_cache);
+
+    char *train_args[] = {"train", cache, "-o", out_model, "--missing", "mean", "--epochs",
+                          "2", "--val", "0.25", "--quiet", NULL};
+    CHECK(fail_each_allocation("train", cmd_train, train_args) > 10);
+    unlink(out_model);
+
+    char *predict_args[] = {"predict", model, cache, "-o", pred, "--proba", NULL};
+    CHECK(fail_each_allocation("predict", cmd_predict, predict_args) > 5);
+    unlink(pred);
+}

@@ -231,6 +231,65 @@ TEST(modelfile_crc32_check_value)
     CHECK(pieces == whole);
 }
 
+/* The CRC a byte at a time through a 256-entry table, as dsc_crc32 did before slicing. */
+static uint32_t bytewise_crc32(uint32_t crc, const unsigned char *data, size_t len)
+{
+    uint32_t table[256];
+    for (uint32_t n = 0; n < 256; n++) {
+        uint32_t c = n; /* the register after the 8 bits of n */
+        for (int bit = 0; bit < 8; bit++)
+            c = (c >> 1) ^ ((c & 1u) ? 0xEDB88320u : 0u);
+        table[n] = c;
+    }
+    crc = ~crc;
+    for (size_t i = 0; i < len; i++)
+        crc = table[(crc ^ data[i]) & 0xFFu] ^ (crc >> 8);
+    return ~crc;
+}
+
+TEST(modelfile_crc32_slices_match_bytewise_at_any_length_and_alignment)
+{
+    enum { SIZE = 70000 };
+    unsigned char *data = malloc(SIZE);
+    REQUIRE(data != NULL);
+    dsc_rng rng;
+    dsc_rng_seed(&rng, 11);
+    for (size_t i = 0; i < SIZE; i++)
+        data[i] = (unsigned char)dsc_rng_below(&rng, 256);
+
+    /* The table above must itself be right. */
+    CHECK(bytewise_crc32(0, (const unsigned char *)"123456789", 9) == 0xCBF43926u);
+
+    /* Every start within 16 bytes and lengths 0 to 300, each from a random running CRC. */
+    int wrong = 0;
+    for (size_t start = 0; start < 16; start++) {
+        for (size_t len = 0; len <= 300; len++) {
+            uint32_t from = (uint32_t)dsc_rng_next(&rng);
+            wrong += dsc_crc32(from, data + start, len) !=
+                     bytewise_crc32(from, data + start, len);
+        }
+    }
+    CHECK_EQ_INT(wrong, 0);
+
+    /* Long random spans, whole and cut into random pieces. */
+    for (int i = 0; i < 50; i++) {
+        size_t start = (size_t)dsc_rng_below(&rng, 64);
+        size_t len = (size_t)dsc_rng_below(&rng, SIZE - 64);
+        uint32_t whole = dsc_crc32(0, data + start, len);
+        CHECK(whole == bytewise_crc32(0, data + start, len));
+        uint32_t pieces = 0;
+        for (size_t done = 0; done < len;) {
+            size_t piece = 1 + (size_t)dsc_rng_below(&rng, 1000);
+            if (piece > len - done)
+                piece = len - done;
+            pieces = dsc_crc32(pieces, data + start + done, piece);
+            done += piece;
+        }
+        CHECK(pieces == whole);
+    }
+    free(data);
+}
+
 /* ---- Round trips ---------------------------------------------------------------------- */
 
 TEST(modelfile_round_trip_classifier)

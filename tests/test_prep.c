@@ -385,6 +385,122 @@ TEST(prep_sparse_data_is_scaled_not_centred)
     dsc_table_free(t);
 }
 
+/* An allocator that keeps the peak of the bytes live (each block carries its size). */
+static size_t prep_live_bytes, prep_peak_bytes;
+
+static void *prep_counting_alloc(size_t size, void *ctx)
+{
+    size_t *block = malloc(size + 2 * sizeof(size_t));
+    if (!block)
+        return NULL;
+    block[0] = size;
+    prep_live_bytes += size;
+    if (prep_live_bytes > prep_peak_bytes)
+        prep_peak_bytes = prep_live_bytes;
+    return block + 2;
+}
+
+static void prep_counting_free(void *ptr, void *ctx)
+{
+    size_t *block = (size_t *)ptr - 2;
+    prep_live_bytes -= block[0];
+    free(block);
+}
+
+/*
+ * A sparse table by hand: 5 rows over features 0, 1 and 3 (a NaN among them), and
+ * n_features as given, so that the same entries can sit in a narrow or a very wide table.
+ */
+static dsc_table *sparse_table_of_width(size_t n_features)
+{
+    static const uint64_t row_ptr[6] = {0, 2, 4, 5, 5, 8};
+    static const uint32_t col[8] = {0, 3, 1, 3, 0, 0, 1, 3};
+    const float val[8] = {2.0f, -1.5f, NAN, 0.25f, 4.0f, -3.0f, 7.0f, 5.0f};
+    dsc_table *t = dsc__table_new();
+    if (!t)
+        return NULL;
+    t->prep = dsc__prep_new();
+    t->row_ptr = dsc__alloc(sizeof row_ptr);
+    t->col = dsc__alloc(sizeof col);
+    t->val = dsc__alloc(sizeof val);
+    if (!t->prep || !t->row_ptr || !t->col || !t->val) {
+        dsc_table_free(t);
+        return NULL;
+    }
+    memcpy(t->row_ptr, row_ptr, sizeof row_ptr);
+    memcpy(t->col, col, sizeof col);
+    memcpy(t->val, val, sizeof val);
+    t->prep->n_features = n_features;
+    t->n_missing = 1;
+    t->data = (dsc_data){.n_rows = 5, .n_features = n_features, .row_ptr = t->row_ptr,
+                         .col = t->col, .val = t->val};
+    return t;
+}
+
+TEST(prep_sparse_fit_costs_the_entries_not_the_features)
+{
+    /*
+     * fuzz_libsvm: "1 1073741824:1" has 2^30 features, and the sparse fit kept four
+     * per-feature sums and counts (32 bytes a feature) however few the entries. It now keeps
+     * them for the features that have entries, and gives the same bits as the narrow table.
+     */
+    const size_t narrow = 4, wide = (size_t)1 << 22;
+    const uint32_t rows[4] = {0, 1, 3, 4};
+    for (int policy = DSC_MISSING_MEAN; policy <= DSC_MISSING_MEDIAN; policy++) {
+        for (int with_rows = 0; with_rows < 2; with_rows++) {
+            dsc_table *a = sparse_table_of_width(narrow), *b = sparse_table_of_width(wide);
+            REQUIRE(a && b);
+            dsc_prep *pa = dsc_table_prep(a), *pb = dsc_table_prep(b);
+            pa->missing = pb->missing = (dsc_missing)policy;
+            const uint32_t *fit_rows = with_rows ? rows : NULL;
+            CHECK_EQ_INT(dsc_prep_fit(pa, a, fit_rows, 4, 1), 0);
+            prep_live_bytes = prep_peak_bytes = 0;
+            dsc_set_allocator(prep_counting_alloc, prep_counting_free, NULL);
+            int rc = dsc_prep_fit(pb, b, fit_rows, 4, 1);
+            dsc_set_allocator(NULL, NULL, NULL);
+            CHECK_EQ_INT(rc, 0);
+            /* The imputation, mean and scale arrays (12 bytes a feature) and a little more. */
+            CHECK(prep_peak_bytes < 12 * wide + 4096);
+            CHECK_EQ_INT(prep_live_bytes, 12 * wide);
+            CHECK(memcmp(pa->impute, pb->impute, narrow * sizeof(float)) == 0);
+            CHECK(memcmp(pa->scale, pb->scale, narrow * sizeof(float)) == 0);
+            CHECK(memcmp(pa->mean, pb->mean, narrow * sizeof(float)) == 0);
+            CHECK(pa->scale[0] != 1.0f && pa->scale[3] != 1.0f);
+            CHECK(policy == DSC_MISSING_MEDIAN || pa->impute[1] != 0.0f);
+            /* Feature 2 and those past 3 have no entry: all zeros, left as they are. */
+            size_t odd = 0;
+            for (size_t j = 4; j < wide; j++)
+                odd += pb->impute[j] != 0.0f || pb->mean[j] != 0.0f || pb->scale[j] != 1.0f;
+            CHECK_EQ_INT(odd, 0);
+            CHECK(pb->impute[2] == 0.0f && pb->scale[2] == 1.0f);
+            dsc_table_free(a);
+            dsc_set_allocator(prep_counting_alloc, prep_counting_free, NULL);
+            dsc__free(pb->impute); /* what the counting allocator gave, back to it */
+            dsc__free(pb->mean);
+            dsc__free(pb->scale);
+            pb->impute = pb->mean = pb->scale = NULL;
+            dsc_set_allocator(NULL, NULL, NULL);
+            CHECK_EQ_INT(prep_live_bytes, 0);
+            dsc_table_free(b);
+        }
+    }
+
+    /* 2^31 - 1 features, nothing to impute or scale: nothing is allocated at all. */
+    dsc_table *huge = sparse_table_of_width(((size_t)1 << 31) - 1);
+    REQUIRE(huge);
+    huge->n_missing = 0;
+    huge->val[2] = 1.0f;
+    prep_live_bytes = prep_peak_bytes = 0;
+    dsc_set_allocator(prep_counting_alloc, prep_counting_free, NULL);
+    int rc = dsc_prep_fit(dsc_table_prep(huge), huge, NULL, 0, 0);
+    dsc_set_allocator(NULL, NULL, NULL);
+    CHECK_EQ_INT(rc, 0);
+    CHECK_EQ_INT(prep_peak_bytes, 0);
+    CHECK_EQ_INT(dsc_prep_apply(dsc_table_prep(huge), huge), 0);
+    CHECK(huge->val[2] == 1.0f);
+    dsc_table_free(huge);
+}
+
 TEST(prep_apply_checks_its_inputs)
 {
     dsc_table *t = read_csv_text("a,y\nNA,1\n2,0\n", DSC_MISSING_MEAN);

@@ -170,7 +170,7 @@ TEST(resume_sigterm_writes_a_final_checkpoint)
                     "--checkpoint-every", "100000", "--quiet", NULL};
     pid_t pid = start(args);
     REQUIRE(pid > 0);
-    sleep_seconds(1.0);
+    sleep_seconds(1.0 * test_time_scale()); /* past the start, well before the end */
     kill(pid, SIGTERM);
     int status;
     waitpid(pid, &status, 0);

@@ -750,8 +750,11 @@ TEST(sparse_touched_rows_are_the_batch_columns)
     static const uint32_t first_use[] = {7, 2, 9, 5, 1}, sorted[] = {1, 2, 5, 7, 9};
     for (int sort = 0; sort <= 1; sort++) {
         dsc_row_set set;
-        REQUIRE(dsc__model_loss_grad_rows(m, &d, NULL, 3, NULL, 0.0, sort, &loss, &set) ==
-                DSC_OK);
+        bool rows_finite = false;
+        REQUIRE(dsc__model_loss_grad_rows(m, &d, NULL, 3, NULL, 0.0, sort, 1, &loss, &set,
+                                          &rows_finite) == DSC_OK);
+        CHECK(set.packed_grads == NULL); /* no room: packed rows would outweigh dW here */
+        CHECK(rows_finite);
         CHECK(loss == ref_loss);
         CHECK(memcmp(dsc_model_grads(m), dsc_model_grads(ref), n_params * sizeof(float)) == 0);
         REQUIRE(set.n_rows == 5);
@@ -785,6 +788,250 @@ TEST(sparse_touched_rows_are_the_batch_columns)
         CHECK(keys[i - 1] <= keys[i]);
     dsc_model_free(m);
     dsc_model_free(ref);
+}
+
+/* 1 when the first layer's dW, as the gradient buffer holds it, is all zero. */
+static int dw_is_zero(dsc_model *m)
+{
+    size_t first, count, n_in, n_out;
+    dsc__model_layer_range(m, 0, &first, &count, &n_in, &n_out);
+    const float *dw = dsc__model_raw_grads(m) + first;
+    for (size_t i = 0; i < n_in * n_out; i++) {
+        if (dw[i] != 0.0f)
+            return 0;
+    }
+    return 1;
+}
+
+/*
+ * Packed rows: with many inputs and few touched, the touched rows' gradient is summed into
+ * the packed buffer, in list order, and equals dsc_model_loss_grad's rows bit for bit; dW
+ * stays zero until dsc_model_grads copies the rows in. Batches alternate between packed and
+ * not, with and without that copy, so that each must forget the other's list; a sorted list
+ * is never packed.
+ */
+TEST(sparse_packed_rows_hold_the_batch_gradient)
+{
+    sparse_set s;
+    make_set(&s, 64, 5000, 6, 400, 3, 0, 21); /* 400 columns used: batches share some */
+    for (size_t outputs = 2; outputs <= 3; outputs++) {
+        dsc_model_config mc;
+        dsc_model_config_init(&mc, 5000, outputs, outputs == 2 ? DSC_LOSS_LOG :
+                                                                 DSC_LOSS_SOFTMAX);
+        dsc_model *m = dsc_model_new(&mc, NULL), *ref = dsc_model_new(&mc, NULL);
+        REQUIRE(m && ref);
+        dsc_model_init_weights(m, DSC_INIT_XAVIER_UNIFORM, 5);
+        dsc_model_copy_weights(ref, m);
+        REQUIRE(dsc__model_reserve_rows(m, 8 * 6) == DSC_OK);
+        size_t n_params = dsc_model_n_params(m), width = outputs == 2 ? 1 : 3;
+        int32_t labels[64];
+        for (size_t r = 0; r < 64; r++)
+            labels[r] = s.label[r] % (int32_t)outputs;
+        dsc_data d = s.csr;
+        d.label = labels;
+
+        for (uint32_t batch = 0; batch < 8; batch++) {
+            uint32_t rows[8];
+            for (uint32_t i = 0; i < 8; i++)
+                rows[i] = 8 * batch + i;
+            int packed = batch % 4 != 1, sort = batch == 6, unpack = batch % 3 == 0;
+            double loss, ref_loss;
+            dsc_row_set set;
+            bool rows_finite = false;
+            REQUIRE(dsc__model_loss_grad_rows(m, &d, rows, 8, NULL, 0.0, sort, packed, &loss,
+                                              &set, &rows_finite) == DSC_OK);
+            REQUIRE(dsc_model_loss_grad(ref, &d, rows, 8, NULL, &ref_loss) == DSC_OK);
+            const float *expected = dsc_model_grads(ref);
+            CHECK(rows_finite);
+            CHECK(loss == ref_loss);
+            CHECK(set.n_rows > 8 && set.n_rows <= 48);
+            CHECK((set.packed_grads != NULL) == (packed && !sort));
+            if (set.packed_grads) {
+                for (size_t i = 0; i < set.n_rows; i++)
+                    CHECK(memcmp(set.packed_grads + i * width,
+                                 expected + (size_t)set.rows[i] * width,
+                                 width * sizeof(float)) == 0);
+                CHECK(dw_is_zero(m));
+                /* The tail is in the buffer either way. */
+                CHECK(memcmp(dsc__model_raw_grads(m) + set.tail_begin,
+                             expected + set.tail_begin,
+                             (n_params - set.tail_begin) * sizeof(float)) == 0);
+            }
+            if (unpack || !set.packed_grads)
+                CHECK(memcmp(dsc_model_grads(m), expected, n_params * sizeof(float)) == 0);
+        }
+        dsc_model_free(m);
+        dsc_model_free(ref);
+    }
+    free_set(&s);
+}
+
+/*
+ * Training with packed rows gives the dense step's weights (bit for bit, or within the
+ * scaled form's rounding), with logistic and softmax regression, and the trainer's steps
+ * did take them: dW reads zero after a step until dsc_model_grads copies the batch in.
+ */
+TEST(sparse_packed_rows_train_like_the_dense_step)
+{
+    sparse_set s;
+    make_set(&s, 96, 4000, 6, 4000, 3, 0, 17);
+    for (size_t outputs = 2; outputs <= 3; outputs++) {
+        dsc_model_config mc;
+        dsc_model_config_init(&mc, 4000, outputs, outputs == 2 ? DSC_LOSS_LOG :
+                                                                 DSC_LOSS_SOFTMAX);
+        int32_t labels[96];
+        for (size_t r = 0; r < 96; r++)
+            labels[r] = s.label[r] % (int32_t)outputs;
+        dsc_data d = s.csr;
+        d.label = labels;
+        for (int kind = RUN_SGD; kind <= RUN_SGD_DECAY; kind++) {
+            dsc_train_config cfg;
+            run_config(&cfg, kind, 8, 3);
+            run_result sparse = train_run(&mc, &d, &cfg, 1, -1, 0.0);
+            run_result reference = train_run(&mc, &d, &cfg, 0, -1, 0.0);
+            REQUIRE(sparse.rc == DSC_OK && reference.rc == DSC_OK);
+            CHECK(sparse.updated < reference.updated / 10);
+            if (kind == RUN_SGD)
+                CHECK(same_bits(&sparse, &reference));
+            else
+                CHECK(weight_gap(&sparse, &reference) < 2e-6);
+            free_result(&sparse);
+            free_result(&reference);
+
+            /* One step by hand: packed, then copied in on request. */
+            dsc_model *m = dsc_model_new(&mc, NULL);
+            dsc_trainer *t = m ? dsc_trainer_new(m, &d, NULL, &cfg, NULL) : NULL;
+            REQUIRE(t);
+            REQUIRE(dsc_trainer_step(t) == 1);
+            CHECK(dw_is_zero(m));
+            REQUIRE(dsc_model_grads(m) != NULL);
+            CHECK(!dw_is_zero(m));
+            dsc_trainer_free(t);
+            dsc_model_free(m);
+        }
+    }
+    free_set(&s);
+}
+
+/*
+ * The check of the gradient's touched rows made while they are summed agrees with a check
+ * of the rows afterwards, for rows of one weight and of two: a batch whose sums stay
+ * finite, one where a single term overflows, and one where two finite terms add up to an
+ * infinity that a later term of the other sign cannot bring back.
+ */
+TEST(sparse_gradient_rows_are_checked_as_they_are_summed)
+{
+    static const uint64_t row_ptr[] = {0, 2, 4, 6, 7};
+    static const uint32_t col[] = {1, 2, 2, 4, 2, 5, 0};
+    float val[7], y[8];
+    static const int expect_finite[] = {1, 0, 0};
+
+    for (size_t outputs = 1; outputs <= 2; outputs++) {
+        dsc_model_config mc;
+        dsc_model_config_init(&mc, 6, outputs, DSC_LOSS_SQUARED);
+        dsc_model *m = dsc_model_new(&mc, NULL), *ref = dsc_model_new(&mc, NULL);
+        REQUIRE(m && ref);
+        REQUIRE(dsc_model_init_weights(m, DSC_INIT_ZEROS, 1) == DSC_OK);
+        REQUIRE(dsc_model_init_weights(ref, DSC_INIT_ZEROS, 1) == DSC_OK);
+        REQUIRE(dsc__model_reserve_rows(m, 7) == DSC_OK);
+        size_t n_params = dsc_model_n_params(m);
+        dsc_data d = {.n_rows = 4, .n_features = 6, .row_ptr = row_ptr, .col = col,
+                      .val = val, .y = y, .n_targets = outputs};
+
+        for (int scenario = 0; scenario < 3; scenario++) {
+            for (size_t i = 0; i < 7; i++)
+                val[i] = 1.0f;
+            for (size_t i = 0; i < 8; i++)
+                y[i] = 0.5f;
+            /* A row's share of the loss's gradient is 2 * (z - y) / 4 / outputs. */
+            if (scenario == 1) { /* row 3: 10 * 5e37 on column 0 */
+                y[3 * outputs] = y[3 * outputs + outputs - 1] = -1e38f;
+                val[6] = 10.0f * (float)outputs;
+            }
+            if (scenario == 2) { /* column 2: 2.5e38 + 2.5e38 - 5e37 */
+                for (size_t r = 0; r < 2; r++)
+                    y[r * outputs] = y[r * outputs + outputs - 1] = -1e38f;
+                y[2 * outputs] = y[2 * outputs + outputs - 1] = 1e38f;
+                val[1] = val[2] = 5.0f * (float)outputs;
+                val[4] = (float)outputs;
+            }
+            double loss, ref_loss;
+            dsc_row_set set;
+            bool rows_finite = !expect_finite[scenario];
+            REQUIRE(dsc__model_loss_grad_rows(m, &d, NULL, 4, NULL, 0.0, 0, 0, &loss, &set,
+                                              &rows_finite) == DSC_OK);
+            REQUIRE(dsc_model_loss_grad(ref, &d, NULL, 4, NULL, &ref_loss) == DSC_OK);
+            CHECK(memcmp(dsc__model_raw_grads(m), dsc_model_grads(ref),
+                         n_params * sizeof(float)) == 0);
+            dsc_row_set rows_only = set;
+            rows_only.tail_end = rows_only.tail_begin;
+            CHECK_EQ_INT(set.n_rows, 5);
+            CHECK(rows_finite == dsc__rows_all_finite(dsc__model_raw_grads(m), &rows_only));
+            CHECK_EQ_INT(rows_finite, expect_finite[scenario]);
+        }
+        dsc_model_free(m);
+        dsc_model_free(ref);
+    }
+}
+
+/*
+ * The sparse optimizer step keeps the rows' values from before it and checks the values
+ * after it: in one walk for plain SGD, apart for AdaGrad and for SGD whose first rows are
+ * frozen. The weights are the dense step's, bit for bit; the kept values are the rows' old
+ * ones in set order; a rate that sends the rows to infinity is reported.
+ */
+TEST(sparse_optimizer_step_keeps_and_checks_the_rows)
+{
+    enum { ROWS = 6, TAIL = 2, MAX_WIDTH = 3 };
+    static const uint32_t rows[] = {4, 1, 3};
+
+    for (size_t width = 1; width <= MAX_WIDTH; width += 2) {
+        size_t n_params = ROWS * width + TAIL;
+        for (int variant = 0; variant < 3; variant++) {
+            float before[ROWS * MAX_WIDTH + TAIL], params[ROWS * MAX_WIDTH + TAIL];
+            float dense[ROWS * MAX_WIDTH + TAIL], grads[ROWS * MAX_WIDTH + TAIL];
+            float kept[3 * MAX_WIDTH];
+            for (size_t i = 0; i < n_params; i++) {
+                before[i] = params[i] = dense[i] = 0.25f * (float)i - 1.0f;
+                grads[i] = i >= ROWS * width ? 1.5f : 0.0f;
+            }
+            for (size_t i = 0; i < 3; i++) {
+                for (size_t j = 0; j < width; j++)
+                    grads[rows[i] * width + j] = j % 2 ? 1.5f : -2.5f;
+            }
+            dsc_optim_config oc;
+            dsc_optim_config_default(&oc, variant == 2 ? DSC_OPT_ADAGRAD : DSC_OPT_SGD);
+            oc.lr = 0.1;
+            dsc_optim *sparse = dsc_optim_new(&oc, n_params, NULL);
+            dsc_optim *ref = dsc_optim_new(&oc, n_params, NULL);
+            REQUIRE(sparse && ref);
+            if (variant == 1) { /* rows 0 and 1 frozen: row 1 of the set stays as it is */
+                REQUIRE(dsc_optim_set_range(sparse, 0, 2 * width, 1.0, 1) == DSC_OK);
+                REQUIRE(dsc_optim_set_range(ref, 0, 2 * width, 1.0, 1) == DSC_OK);
+            }
+            dsc_row_set set = {.rows = rows, .n_rows = 3, .width = width,
+                               .tail_begin = ROWS * width, .tail_end = n_params};
+
+            bool finite = false;
+            REQUIRE(dsc__optim_step_rows(sparse, params, grads, &set, kept, &finite) ==
+                    DSC_OK);
+            REQUIRE(dsc_optim_step(ref, dense, grads) == DSC_OK);
+            CHECK(finite);
+            CHECK(memcmp(params, dense, n_params * sizeof(float)) == 0);
+            CHECK(memcmp(params, before, n_params * sizeof(float)) != 0);
+            for (size_t i = 0; i < 3; i++) {
+                for (size_t j = 0; j < width; j++)
+                    CHECK(kept[i * width + j] == before[rows[i] * width + j]);
+            }
+
+            dsc_optim_set_lr(sparse, 1e39); /* every step of a row is beyond float */
+            REQUIRE(dsc__optim_step_rows(sparse, params, grads, &set, kept, &finite) ==
+                    DSC_OK);
+            CHECK(!finite);
+            dsc_optim_free(sparse);
+            dsc_optim_free(ref);
+        }
+    }
 }
 
 TEST(sparse_trainer_rejects_malformed_csr)

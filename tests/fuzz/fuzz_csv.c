@@ -15,7 +15,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static const char *const targets[] = {NULL, "1", "2", "y", "label"};
     static const size_t max_levels[] = {1000, 1, 3};
     dsc_read_options opts;
-    int err;
 
     if (!file.path[0])
         fuzz_file_init(&file, "fuzz.csv");
@@ -32,17 +31,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int standardize = (data[1] / 45) & 1;
     fuzz_file_set(&file, data + 2, size - 2);
 
-    dsc_table *table = dsc_table_read(file.path, &opts, NULL, &err);
-    if (!table)
-        return 0;
-    dsc_prep *prep = dsc_table_prep(table);
-    if (dsc_prep_fit(prep, table, NULL, 0, standardize) == 0)
-        dsc_prep_apply(prep, table);
-
-    dsc_table *again = dsc_table_read(file.path, &opts, prep, &err);
-    if (again)
-        dsc_prep_apply(dsc_table_prep(again), again);
-    dsc_table_free(again);
-    dsc_table_free(table);
+    fuzz_read_fit_reread(file.path, &opts, standardize, NULL, 0);
     return 0;
 }

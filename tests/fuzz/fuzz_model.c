@@ -19,15 +19,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (!sink)
             abort();
     }
-    unsigned char *image = malloc(size + 4);
-    if (!image)
+    if (fuzz_file_set_with_crc(&file, data, size) != 0)
         return 0;
-    memcpy(image, data, size);
-    uint32_t crc = dsc_crc32(0, data, size);
-    for (int i = 0; i < 4; i++)
-        image[size + (size_t)i] = (unsigned char)(crc >> (8 * i));
-    fuzz_file_set(&file, image, size + 4);
-    free(image);
 
     dsc_model *model = NULL;
     dsc_prep *prep = NULL;

@@ -1,0 +1,308 @@
+/*
+ * linear.c - the loss and gradient of a model without hidden layers (linear, logistic and
+ * softmax regression) on dense rows, in one pass over the batch: for each row, its scores,
+ * its loss and the loss's gradient with respect to the scores, and its share of the weight
+ * and bias gradients, all while the row is in cache. The general path (model.c) instead
+ * computes the scores of the whole batch, then the losses, then reads every row again for
+ * the weight gradient; for a large batch the rows have left the cache by then.
+ *
+ * Rows come from memory in a shuffled order, so the hardware cannot guess the next one: the
+ * loop asks for the rows a few places ahead of the one it works on (a hint only).
+ *
+ * Arithmetic. Each value is computed with the operations of the library's own kernels in
+ * the same order: a score is the bias plus the products summed in input order, or in eight
+ * partial sums for a model with one score (as dense.c's dot product); each row's loss and
+ * score gradient come from dsc__row_loss; each gradient element adds its rows' products in
+ * row order. A batch of up to CHUNK_ROWS rows therefore gives, bit for bit, what the built-in
+ * kernels of dense.c give, and with several scores what the sparse kernels of model.c give
+ * for the same rows (OpenBLAS, when dense.c uses it, sums in an order of its own). A larger
+ * batch is cut into chunks whose bounds depend on its size alone, never on the number of
+ * threads; each chunk sums its rows into a gradient of its own and the chunks' gradients are
+ * added in chunk order. That can differ from one sum over all rows in the last bits, and is
+ * the same for any number of threads.
+ *
+ * Known limits: the work of a batch is split over threads only by chunks, so a batch of up
+ * to CHUNK_ROWS rows (or below PARALLEL_WORK multiply-adds) runs on one thread; and models
+ * beyond MAX_WEIGHTS weights take the general path, whose blocked kernels suit them better.
+ */
+#include "internal.h"
+
+#include <string.h>
+
+/* Rows whose scores are computed together and whose gradients update dW in one sweep. */
+#define GROUP 4
+/* A batch is cut into chunks of about this many rows (at most MAX_CHUNKS of them). */
+#define CHUNK_ROWS 256
+#define MAX_CHUNKS 16
+/* Above this many weights the blocked kernels of the general path are faster. */
+#define MAX_WEIGHTS (1 << 16)
+/* Rows are requested this many places ahead, up to PREFETCH_BYTES of each. */
+#define PREFETCH_ROWS 8
+#define PREFETCH_BYTES 2048
+#define CACHE_LINE 64
+/*
+ * Below this many multiply-adds a batch runs on one thread, as in dense.c: starting and
+ * joining threads costs more than the work, and far more on a machine whose cores are busy.
+ */
+#define PARALLEL_WORK (1 << 20)
+/* Partial sums of a one-score model's dot product, as in dense.c. */
+#define LANES 8
+
+#define VECTOR_CLONES DSC_VECTOR_CLONES
+
+int dsc__linear_fits(size_t n_inputs, size_t k)
+{
+    return k > 0 && n_inputs <= MAX_WEIGHTS / k;
+}
+
+size_t dsc__linear_chunks(size_t n)
+{
+    size_t chunks = (n + CHUNK_ROWS - 1) / CHUNK_ROWS;
+
+    if (chunks < 1)
+        return 1;
+    return chunks < MAX_CHUNKS ? chunks : MAX_CHUNKS;
+}
+
+static size_t row_index(const dsc_linear_batch *job, size_t i)
+{
+    return job->rows ? job->rows[i] : i;
+}
+
+static const float *row_of(const dsc_linear_batch *job, size_t i)
+{
+    return job->data->x + row_index(job, i) * job->data->n_features;
+}
+
+/* A dot product of length n in LANES partial sums, added in lane order at the end. */
+VECTOR_CLONES
+static float dot(const float *x, const float *y, size_t n)
+{
+    float part[LANES] = {0};
+    size_t p = 0;
+
+    for (; p + LANES <= n; p += LANES) {
+        for (int l = 0; l < LANES; l++)
+            part[l] += x[p + l] * y[p + l];
+    }
+    for (int l = 0; p < n; p++, l++)
+        part[l] += x[p] * y[p];
+    float sum = 0.0f;
+    for (int l = 0; l < LANES; l++)
+        sum += part[l];
+    return sum;
+}
+
+/* Scores of count rows (k of each, k > 1): z_r = b + sum over p of x_r[p] W[p], in order. */
+VECTOR_CLONES
+static void scores_wide(const float *const x[GROUP], size_t count, size_t n_inputs,
+                        const float *w, const float *b, size_t k, float *restrict z)
+{
+    for (size_t r = 0; r < count; r++)
+        memcpy(z + r * k, b, k * sizeof(float));
+
+    if (count == GROUP) {
+        float *restrict z0 = z, *restrict z1 = z + k, *restrict z2 = z + 2 * k;
+        float *restrict z3 = z + 3 * k;
+        for (size_t p = 0; p < n_inputs; p++) {
+            const float *restrict wp = w + p * k;
+            float v0 = x[0][p], v1 = x[1][p], v2 = x[2][p], v3 = x[3][p];
+            for (size_t j = 0; j < k; j++) {
+                z0[j] += v0 * wp[j];
+                z1[j] += v1 * wp[j];
+                z2[j] += v2 * wp[j];
+                z3[j] += v3 * wp[j];
+            }
+        }
+        return;
+    }
+    for (size_t r = 0; r < count; r++) {
+        float *restrict zr = z + r * k;
+        for (size_t p = 0; p < n_inputs; p++) {
+            const float *restrict wp = w + p * k;
+            float v = x[r][p];
+            for (size_t j = 0; j < k; j++)
+                zr[j] += v * wp[j];
+        }
+    }
+}
+
+/* dW += x_r^T g_r for count rows in row order (k == 1: g_r is one number per row). */
+VECTOR_CLONES
+static void grad_narrow(const float *const x[GROUP], size_t count, size_t n_inputs,
+                        const float *g, float *restrict dw)
+{
+    if (count == GROUP) {
+        const float *restrict x0 = x[0], *restrict x1 = x[1], *restrict x2 = x[2];
+        const float *restrict x3 = x[3];
+        float g0 = g[0], g1 = g[1], g2 = g[2], g3 = g[3];
+        for (size_t p = 0; p < n_inputs; p++) {
+            float sum = dw[p];
+            sum += x0[p] * g0;
+            sum += x1[p] * g1;
+            sum += x2[p] * g2;
+            sum += x3[p] * g3;
+            dw[p] = sum;
+        }
+        return;
+    }
+    for (size_t r = 0; r < count; r++) {
+        const float *restrict xr = x[r];
+        float gr = g[r];
+        for (size_t p = 0; p < n_inputs; p++)
+            dw[p] += xr[p] * gr;
+    }
+}
+
+/* dW (n_inputs x k) += x_r^T g_r for count rows in row order, g_r being k numbers. */
+VECTOR_CLONES
+static void grad_wide(const float *const x[GROUP], size_t count, size_t n_inputs,
+                      const float *g, size_t k, float *restrict dw)
+{
+    if (count == GROUP) {
+        const float *restrict g0 = g, *restrict g1 = g + k, *restrict g2 = g + 2 * k;
+        const float *restrict g3 = g + 3 * k;
+        for (size_t p = 0; p < n_inputs; p++) {
+            float *restrict dp = dw + p * k;
+            float v0 = x[0][p], v1 = x[1][p], v2 = x[2][p], v3 = x[3][p];
+            for (size_t j = 0; j < k; j++) {
+                float sum = dp[j];
+                sum += v0 * g0[j];
+                sum += v1 * g1[j];
+                sum += v2 * g2[j];
+                sum += v3 * g3[j];
+                dp[j] = sum;
+            }
+        }
+        return;
+    }
+    for (size_t r = 0; r < count; r++) {
+        const float *restrict gr = g + r * k;
+        for (size_t p = 0; p < n_inputs; p++) {
+            float *restrict dp = dw + p * k;
+            float v = x[r][p];
+            for (size_t j = 0; j < k; j++)
+                dp[j] += v * gr[j];
+        }
+    }
+}
+
+/*
+ * The loss of rows [first, first + count): each row's share of the batch loss into
+ * row_loss, its share of the loss's gradient with respect to its scores into dz.
+ */
+static void row_losses(const dsc_linear_batch *job, size_t first, size_t count)
+{
+    const dsc_data *d = job->data;
+    size_t k = job->k;
+
+    for (size_t i = first; i < first + count; i++) {
+        size_t r = row_index(job, i);
+        int32_t label = job->classifier ? d->label[r] : 0;
+        double share = d->weight ? (double)d->weight[r] : 1.0;
+        if (job->classifier && job->class_weight)
+            share *= job->class_weight[label];
+        share /= job->weight_sum;
+        const float *y = job->classifier ? NULL : d->y + r * d->n_targets;
+        job->row_loss[i] = share * dsc__row_loss(job->loss, job->loss_param, job->z + i * k, k,
+                                                 label, y, (float)share, job->dz + i * k);
+    }
+}
+
+/* Rows [begin, end) of the batch, their gradient summed into dw and db in row order. */
+static void run_chunk(const dsc_linear_batch *job, size_t begin, size_t end, float *dw,
+                      float *db)
+{
+    size_t n_inputs = job->n_inputs, k = job->k;
+    size_t ahead_bytes = n_inputs * sizeof(float);
+    size_t next = begin; /* the next row to ask for */
+
+    if (ahead_bytes > PREFETCH_BYTES)
+        ahead_bytes = PREFETCH_BYTES;
+    for (size_t i = begin; i < end; i += GROUP) {
+        size_t count = end - i < GROUP ? end - i : GROUP;
+
+        /*
+         * Ask for the cache lines of the rows up to PREFETCH_ROWS past this group, and their
+         * labels. (Written out here: GCC takes a function that only prefetches for one
+         * without effects and drops the calls.)
+         */
+        for (; next < end && next < i + count + PREFETCH_ROWS; next++) {
+            const char *ahead = (const char *)row_of(job, next);
+            for (size_t offset = 0; offset < ahead_bytes; offset += CACHE_LINE)
+                DSC_PREFETCH(ahead + offset);
+            DSC_PREFETCH(ahead + ahead_bytes - 1); /* a row need not start on a line */
+            if (job->classifier)
+                DSC_PREFETCH(job->data->label + row_index(job, next));
+        }
+
+        const float *x[GROUP];
+        for (size_t r = 0; r < count; r++)
+            x[r] = row_of(job, i + r);
+
+        /* The scores, as dense.c computes them. */
+        float *z = job->z + i * k;
+        if (k == 1) {
+            for (size_t r = 0; r < count; r++)
+                z[r] = job->b[0] + dot(x[r], job->w, n_inputs);
+        } else {
+            scores_wide(x, count, n_inputs, job->w, job->b, k, z);
+        }
+
+        /* The losses, then the gradient: db and dW each add the rows in order. */
+        row_losses(job, i, count);
+        const float *dz = job->dz + i * k;
+        for (size_t r = 0; r < count; r++) {
+            for (size_t j = 0; j < k; j++)
+                db[j] += dz[r * k + j];
+        }
+        if (k == 1)
+            grad_narrow(x, count, n_inputs, dz, dw);
+        else
+            grad_wide(x, count, n_inputs, dz, k, dw);
+    }
+}
+
+double dsc__linear_loss_grad(const dsc_linear_batch *job)
+{
+    size_t n = job->n, k = job->k;
+    size_t n_weights = job->n_inputs * k, stride = n_weights + k;
+    size_t chunks = dsc__linear_chunks(n), chunk_rows = (n + chunks - 1) / chunks;
+    int threads = (double)n * (double)n_weights >= PARALLEL_WORK && chunks > 1;
+
+    /*
+     * Chunk 0 sums into the gradient itself, chunk c > 0 into partial (c - 1). Which thread
+     * runs a chunk does not change its sums, so threads take chunks as they come free (a
+     * busy machine may hold one back).
+     */
+    if (chunks > 1)
+        memset(job->partial, 0, (chunks - 1) * stride * sizeof(float));
+#pragma omp parallel for schedule(dynamic) if (threads)
+    for (size_t c = 0; c < chunks; c++) {
+        size_t begin = c * chunk_rows < n ? c * chunk_rows : n;
+        size_t end = n - begin < chunk_rows ? n : begin + chunk_rows;
+        float *dw = c == 0 ? job->dw : job->partial + (c - 1) * stride;
+        float *db = c == 0 ? job->db : job->partial + (c - 1) * stride + n_weights;
+        run_chunk(job, begin, end, dw, db);
+    }
+
+    /* The chunks' gradients, added in chunk order. */
+    if (chunks > 1) {
+        for (size_t j = 0; j < n_weights; j++) {
+            float sum = job->dw[j];
+            for (size_t c = 1; c < chunks; c++)
+                sum += job->partial[(c - 1) * stride + j];
+            job->dw[j] = sum;
+        }
+        for (size_t j = 0; j < k; j++) {
+            for (size_t c = 1; c < chunks; c++)
+                job->db[j] += job->partial[(c - 1) * stride + n_weights + j];
+        }
+    }
+
+    /* The batch loss, summed over the rows in order as the general path sums it. */
+    double total = 0.0;
+    for (size_t i = 0; i < n; i++)
+        total += job->row_loss[i];
+    return total;
+}
