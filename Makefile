@@ -54,20 +54,30 @@ LIB_OBJ := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(LIB_SRC))
 CLI_OBJ := $(patsubst cli/%.c,$(BUILD)/cli/%.o,$(CLI_SRC))
 TEST_OBJ := $(patsubst tests/%.c,$(BUILD)/tests/%.o,$(TEST_SRC) tests/runner.c)
 
-.PHONY: all lib test test-plain test-asan test-builtin demo clean examples
+.PHONY: all lib test test-plain test-asan test-builtin demo clean examples FORCE
 
 all: lib $(if $(CLI_SRC),$(BUILD)/descent) examples
 
 lib: $(BUILD)/libdescent.a $(BUILD)/libdescent.so
 
-$(BUILD)/obj/%.o: src/%.c include/descent.h src/internal.h Makefile | $(BUILD)/obj
+# The compiler, flags and libraries a build folder was made with. The file is rewritten only
+# when they change, and everything depends on it, so that `make BLAS=no` after `make` (or the
+# other way round) in the same folder rebuilds rather than mixing the two.
+BUILD_FLAGS = $(CC) $(CFLAGS) $(PIC) $(LDLIBS)
+
+$(BUILD)/flags: FORCE | $(BUILD)
+	@echo '$(BUILD_FLAGS)' | cmp -s - $@ || echo '$(BUILD_FLAGS)' > $@
+
+FORCE:
+
+$(BUILD)/obj/%.o: src/%.c include/descent.h $(wildcard src/*.h) $(BUILD)/flags | $(BUILD)/obj
 	$(CC) $(CFLAGS) $(PIC) -c $< -o $@
 
-$(BUILD)/cli/%.o: cli/%.c include/descent.h $(wildcard cli/*.h) | $(BUILD)/cli
+$(BUILD)/cli/%.o: cli/%.c include/descent.h $(wildcard cli/*.h) $(BUILD)/flags | $(BUILD)/cli
 	$(CC) $(CFLAGS) -Icli -c $< -o $@
 
 $(BUILD)/tests/%.o: tests/%.c include/descent.h tests/test.h $(BUILD)/test_list.h \
-		| $(BUILD)/tests
+		$(BUILD)/flags | $(BUILD)/tests
 	$(CC) $(CFLAGS) -I$(BUILD) -Itests -c $< -o $@
 
 $(BUILD)/libdescent.a: $(LIB_OBJ)
@@ -91,7 +101,7 @@ CLI_LIB_OBJ = $(filter-out $(BUILD)/cli/main.o,$(CLI_OBJ))
 $(BUILD)/run-tests: $(TEST_OBJ) $(CLI_LIB_OBJ) $(BUILD)/libdescent.a
 	$(CC) $(CFLAGS) -o $@ $(TEST_OBJ) $(CLI_LIB_OBJ) $(BUILD)/libdescent.a $(LDLIBS)
 
-$(BUILD)/examples/%: examples/%.c $(BUILD)/libdescent.a | $(BUILD)/examples
+$(BUILD)/examples/%: examples/%.c $(BUILD)/libdescent.a $(BUILD)/flags | $(BUILD)/examples
 	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libdescent.a $(LDLIBS)
 
 examples: $(EXAMPLES)
@@ -193,7 +203,7 @@ fuzz-check:
 
 fuzz-build: fuzz-check $(addprefix $(FUZZ_DIR)/fuzz_,$(FUZZ_NAMES))
 
-$(FUZZ_DIR)/obj/%.o: src/%.c include/descent.h src/internal.h Makefile | fuzz-check
+$(FUZZ_DIR)/obj/%.o: src/%.c include/descent.h $(wildcard src/*.h) Makefile | fuzz-check
 	@mkdir -p $(@D)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
 
