@@ -412,23 +412,6 @@ static int write_bytes(FILE *fp, const void *bytes, uint64_t n)
     return 0;
 }
 
-/* Make the rename of a file in path's folder durable; best effort. path is cut here. */
-static void sync_folder(char *path)
-{
-    char *slash = strrchr(path, '/');
-    const char *folder = path;
-
-    if (!slash)
-        folder = ".";
-    else
-        slash[slash == path ? 1 : 0] = '\0';
-    int fd = open(folder, O_RDONLY);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
-}
-
 /* Write the header and the sections to fp; 0 or an errno (-1 unknown). */
 static int write_cache(FILE *fp, const header *h, const void *const arrays[N_SECTIONS])
 {
@@ -489,46 +472,17 @@ int dsc_table_save_cache(const char *path, const dsc_table *table)
     h.sec[SEC_ENCODING].crc = dsc_crc32(0, enc.data, encoding_bytes);
 
     /* A temporary file next to the target, synced and renamed over it. */
-    static const char suffix[] = ".tmp.XXXXXX";
-    size_t path_len = strlen(path);
-    char *tmp_path = dsc__alloc(path_len + sizeof suffix);
-    if (!tmp_path) {
+    dsc__atomic_file out;
+    rc = dsc__atomic_open(&out, path);
+    if (rc < 0) {
         dsc__free(enc.data);
-        return dsc__fail(DSC_ENOMEM, "%s: out of memory", path);
+        return rc;
     }
-    memcpy(tmp_path, path, path_len);
-    memcpy(tmp_path + path_len, suffix, sizeof suffix);
-    int fd = mkstemp(tmp_path);
-    if (fd < 0) {
-        int saved = errno;
-        dsc__free(enc.data);
-        dsc__free(tmp_path);
-        return dsc__fail(DSC_EIO, "%s: cannot create a temporary file next to it: %s", path,
-                         strerror(saved));
-    }
-    struct stat existing;
-    fchmod(fd, stat(path, &existing) == 0 ? (existing.st_mode & 0777) : 0644);
-    FILE *fp = fdopen(fd, "wb");
-    int failed = fp ? write_cache(fp, &h, arrays) : (errno ? errno : -1);
+    int failed = write_cache(out.fp, &h, arrays);
     dsc__free(enc.data);
-    if (!fp)
-        close(fd);
-    if (fp && !failed && fflush(fp) != 0)
-        failed = errno ? errno : -1;
-    if (fp && !failed && fsync(fileno(fp)) != 0)
-        failed = errno ? errno : -1;
-    if (fp && fclose(fp) != 0 && !failed)
-        failed = errno ? errno : -1;
-    if (!failed && rename(tmp_path, path) != 0)
-        failed = errno ? errno : -1;
-    if (failed) {
-        unlink(tmp_path);
-        dsc__free(tmp_path);
-        return dsc__fail(DSC_EIO, "%s: writing the data cache failed: %s", path,
-                         failed > 0 ? strerror(failed) : "unknown error");
-    }
-    sync_folder(tmp_path);
-    dsc__free(tmp_path);
+    rc = dsc__atomic_close(&out, failed, "data cache");
+    if (rc < 0)
+        return rc;
     return DSC_OK;
 }
 

@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 /* Allocation through the user's allocator (dsc_set_allocator). Every result must be checked. */
@@ -43,6 +44,22 @@ int dsc__fail(int code, const char *fmt, ...)
 
 /* Store code in *err when err is not NULL; returns NULL for constructors' failure paths. */
 void *dsc__fail_null(int *err, int code);
+
+/*
+ * A file that replaces path whole or not at all (atomicfile.c). dsc__atomic_open creates a
+ * temporary file beside path and opens fp on it: 0, or a DSC_E code with a message.
+ * dsc__atomic_close takes the first errno of the writes (0 when they all went well); it
+ * flushes, syncs, closes and renames the file over path, or removes it when anything failed,
+ * which gives DSC_EIO and the message "PATH: writing the WHAT failed: REASON".
+ */
+typedef struct dsc__atomic_file {
+    FILE *fp;
+    const char *path;
+    char *tmp_path;
+} dsc__atomic_file;
+
+int dsc__atomic_open(dsc__atomic_file *f, const char *path);
+int dsc__atomic_close(dsc__atomic_file *f, int failed_errno, const char *what);
 
 /* Seconds from a monotonic clock. */
 double dsc__now(void);

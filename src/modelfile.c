@@ -417,27 +417,6 @@ static void write_model(writer *w, const dsc_model *model, const dsc_prep *prep,
 }
 
 /*
- * Make the rename of a file in path's folder durable; best effort, errors are ignored. path
- * is a writable copy of a path in that folder (the temporary name), cut at its last '/' here,
- * so that no allocation can fail unnoticed after the file is in place.
- */
-static void sync_folder(char *path)
-{
-    char *slash = strrchr(path, '/');
-    const char *folder = path;
-
-    if (!slash)
-        folder = ".";
-    else
-        slash[slash == path ? 1 : 0] = '\0';
-    int fd = open(folder, O_RDONLY);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
-}
-
-/*
  * Check everything that could make the file unreadable, then write it to a temporary file,
  * sync it and rename it over path; on failure the temporary file is removed.
  */
@@ -466,42 +445,18 @@ static int save_file(const char *path, const dsc_model *model, const dsc_prep *p
         return dsc__fail(DSC_ELIMIT, "%s: the settings text is over 1 MiB", path);
 
     /* The temporary file, next to the target so that the rename stays in one file system. */
-    static const char suffix[] = ".tmp.XXXXXX";
-    size_t path_len = strlen(path);
-    char *tmp_path = dsc__alloc(path_len + sizeof suffix);
-    if (!tmp_path)
-        return dsc__fail(DSC_ENOMEM, "%s: out of memory", path);
-    memcpy(tmp_path, path, path_len);
-    memcpy(tmp_path + path_len, suffix, sizeof suffix);
-    int fd = mkstemp(tmp_path);
-    if (fd < 0) {
-        int saved = errno;
-        dsc__free(tmp_path);
-        return dsc__fail(DSC_EIO, "%s: cannot create a temporary file next to it: %s", path,
-                         strerror(saved));
-    }
-    struct stat existing;
-    mode_t mode = stat(path, &existing) == 0 ? (existing.st_mode & 0777) : 0644;
-    fchmod(fd, mode);
-    FILE *fp = fdopen(fd, "wb");
-    if (!fp) {
-        int saved = errno;
-        close(fd);
-        unlink(tmp_path);
-        dsc__free(tmp_path);
-        return dsc__fail(DSC_EIO, "%s: cannot open a temporary file: %s", path,
-                         strerror(saved));
-    }
+    dsc__atomic_file out;
+    int rc = dsc__atomic_open(&out, path);
+    if (rc < 0)
+        return rc;
 
     /* The writer's buffer is 16 KiB: allocated rather than put on the stack. */
     writer *w = dsc__alloc(sizeof *w);
     if (!w) {
-        fclose(fp);
-        unlink(tmp_path);
-        dsc__free(tmp_path);
+        dsc__atomic_close(&out, ENOMEM, "model");
         return dsc__fail(DSC_ENOMEM, "%s: out of memory", path);
     }
-    w->fp = fp;
+    w->fp = out.fp;
     w->crc = 0;
     w->failed_errno = 0;
     w->used = 0;
@@ -509,28 +464,15 @@ static int save_file(const char *path, const dsc_model *model, const dsc_prep *p
     w_flush(w);
     unsigned char crc_bytes[4];
     put_le32(crc_bytes, w->crc);
-    if (!w->failed_errno && fwrite(crc_bytes, 1, 4, fp) != 4)
+    if (!w->failed_errno && fwrite(crc_bytes, 1, 4, out.fp) != 4)
         w->failed_errno = errno ? errno : -1;
     int failed_errno = w->failed_errno;
     dsc__free(w);
 
     /* Flush, sync and close; then the rename makes the new file visible at once. */
-    if (!failed_errno && fflush(fp) != 0)
-        failed_errno = errno ? errno : -1;
-    if (!failed_errno && fsync(fileno(fp)) != 0)
-        failed_errno = errno ? errno : -1;
-    if (fclose(fp) != 0 && !failed_errno)
-        failed_errno = errno ? errno : -1;
-    if (!failed_errno && rename(tmp_path, path) != 0)
-        failed_errno = errno ? errno : -1;
-    if (failed_errno) {
-        unlink(tmp_path);
-        dsc__free(tmp_path);
-        return dsc__fail(DSC_EIO, "%s: writing the model failed: %s", path,
-                         failed_errno > 0 ? strerror(failed_errno) : "unknown error");
-    }
-    sync_folder(tmp_path);
-    dsc__free(tmp_path);
+    rc = dsc__atomic_close(&out, failed_errno, "model");
+    if (rc < 0)
+        return rc;
     return DSC_OK;
 }
 

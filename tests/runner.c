@@ -62,6 +62,38 @@ double test_time_scale(void)
     return scale >= 1.0 && scale <= 1000.0 ? scale : 1.0;
 }
 
+test_oom_state test_oom;
+
+/* Each block carries its size in a header of 16 bytes, which keeps malloc's alignment. */
+#define OOM_HEADER 16
+
+void *test_oom_alloc(size_t size, void *ctx)
+{
+    if (++test_oom.calls == test_oom.fail_at)
+        return NULL;
+    unsigned char *block = malloc(size + OOM_HEADER);
+    if (!block)
+        return NULL;
+    memcpy(block, &size, sizeof size);
+    test_oom.live++;
+    test_oom.live_bytes += size;
+    if (test_oom.live_bytes > test_oom.peak_bytes)
+        test_oom.peak_bytes = test_oom.live_bytes;
+    return block + OOM_HEADER;
+}
+
+void test_oom_free(void *ptr, void *ctx)
+{
+    if (!ptr)
+        return;
+    unsigned char *block = (unsigned char *)ptr - OOM_HEADER;
+    size_t size;
+    memcpy(&size, block, sizeof size);
+    test_oom.live--;
+    test_oom.live_bytes -= size;
+    free(block);
+}
+
 /* Whether a test runs: named by an argument (or none given), and by no -NAME argument. */
 static int selected(const char *name, int argc, char **argv)
 {

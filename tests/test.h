@@ -72,4 +72,22 @@ const char *test_tmpdir(void);
 /* How much slower than usual the suite runs: DSC_TEST_TIME_SCALE (e.g. under valgrind), 1. */
 double test_time_scale(void);
 
+/*
+ * An allocator for dsc_set_allocator(test_oom_alloc, test_oom_free, NULL) that fails the
+ * call numbered test_oom.fail_at (counting from 1; 0 fails none) and counts the calls, the
+ * blocks and bytes handed out and not yet freed, and the peak of those bytes: a test can
+ * fail each allocation in turn, or bound the memory a call takes.
+ */
+typedef struct test_oom_state {
+    long calls;        /* calls so far */
+    long fail_at;      /* the call that fails */
+    long live;         /* blocks not yet freed */
+    size_t live_bytes; /* their bytes */
+    size_t peak_bytes; /* the most live_bytes has been */
+} test_oom_state;
+
+extern test_oom_state test_oom;
+void *test_oom_alloc(size_t size, void *ctx);
+void test_oom_free(void *ptr, void *ctx);
+
 #endif /* DSC_TEST_H */

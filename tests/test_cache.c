@@ -878,27 +878,7 @@ TEST(cache_crafted_headers_and_arrays_are_refused)
     free(b);
 }
 
-/* ---- Failed allocations ------------------------------------------------------------------- */
-
-static long alloc_calls, fail_at_call, live_blocks;
-
-static void *failing_alloc(size_t size, void *ctx)
-{
-    alloc_calls++;
-    if (alloc_calls == fail_at_call)
-        return NULL;
-    void *p = malloc(size);
-    if (p)
-        live_blocks++;
-    return p;
-}
-
-static void failing_free(void *ptr, void *ctx)
-{
-    if (ptr)
-        live_blocks--;
-    free(ptr);
-}
+/* ---- Failed allocations (test_oom_alloc, in the runner) ------------------------------------ */
 
 /*
  * Save a cache of table, read the cache given for learning and for the model's encoding
@@ -944,16 +924,16 @@ TEST(cache_every_failed_allocation_is_a_clean_enomem)
     for (int no_mmap = 0; no_mmap < 2; no_mmap++) {
         int failures_seen = 0;
         dsc__cache_no_mmap = no_mmap;
-        dsc_set_allocator(failing_alloc, failing_free, NULL);
-        for (fail_at_call = 1;; fail_at_call++) {
-            alloc_calls = live_blocks = 0;
+        dsc_set_allocator(test_oom_alloc, test_oom_free, NULL);
+        for (test_oom.fail_at = 1;; test_oom.fail_at++) {
+            test_oom.calls = test_oom.live = 0;
             int rc = cache_cycle(test, out, cache, train->prep);
-            CHECK_EQ_INT(live_blocks, 0);
-            if (rc == DSC_OK && alloc_calls < fail_at_call)
+            CHECK_EQ_INT(test_oom.live, 0);
+            if (rc == DSC_OK && test_oom.calls < test_oom.fail_at)
                 break; /* every allocation has been failed once */
             CHECK_EQ_INT(rc, DSC_ENOMEM);
             if (rc != DSC_ENOMEM)
-                fprintf(stderr, "    allocation %ld: %s\n", fail_at_call, dsc_last_error());
+                fprintf(stderr, "    allocation %ld: %s\n", test_oom.fail_at, dsc_last_error());
             failures_seen++;
             if (test_failures > 10)
                 break;

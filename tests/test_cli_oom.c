@@ -23,31 +23,6 @@
 #include <unistd.h>
 
 /* ------------------------------------------------------------------------------------------ */
-/* The failing allocator                                                                      */
-/* ------------------------------------------------------------------------------------------ */
-
-static long alloc_calls;   /* calls so far */
-static long fail_at_call;  /* the call that fails (1-based); 0 never */
-static long live_blocks;   /* blocks handed out and not yet freed */
-
-static void *failing_alloc(size_t size, void *ctx)
-{
-    alloc_calls++;
-    if (alloc_calls == fail_at_call)
-        return NULL;
-    void *p = malloc(size);
-    if (p)
-        live_blocks++;
-    return p;
-}
-
-static void failing_free(void *ptr, void *ctx)
-{
-    live_blocks--;
-    free(ptr);
-}
-
-/* ------------------------------------------------------------------------------------------ */
 /* Running a command in a child                                                               */
 /* ------------------------------------------------------------------------------------------ */
 
@@ -84,15 +59,15 @@ static run_result run_command(int (*command)(int, char **), char **argv, long fa
         while (argv[argc])
             argc++;
         dsc_set_threads(1); /* one thread: the allocation order is the same every run */
-        alloc_calls = live_blocks = 0;
-        fail_at_call = fail_at;
-        dsc_set_allocator(failing_alloc, failing_free, NULL);
+        test_oom.calls = test_oom.live = 0;
+        test_oom.fail_at = fail_at;
+        dsc_set_allocator(test_oom_alloc, test_oom_free, NULL);
         run_result r;
         memset(&r, 0, sizeof r); /* the padding goes down the pipe too */
         r.status = command(argc, argv);
         dsc_set_allocator(NULL, NULL, NULL);
-        r.calls = alloc_calls;
-        r.live = live_blocks;
+        r.calls = test_oom.calls;
+        r.live = test_oom.live;
         fflush(NULL);
         if (write(fds[1], &r, sizeof r) != (ssize_t)sizeof r)
             _exit(98);

@@ -333,30 +333,38 @@ TEST(prep_constant_feature_left_unscaled)
     dsc_table_free(t);
 }
 
-/* A sparse table built by hand: 4 rows, 3 features, CSR. */
+/* A sparse table built by hand from CSR arrays (copied): n_rows rows, n_features features. */
+static dsc_table *csr_table(size_t n_rows, size_t n_features, const uint64_t *row_ptr,
+                            const uint32_t *col, const float *val)
+{
+    size_t n_entries = (size_t)row_ptr[n_rows];
+    dsc_table *t = dsc__table_new();
+    if (!t)
+        return NULL;
+    t->prep = dsc__prep_new();
+    t->row_ptr = dsc__alloc((n_rows + 1) * sizeof *row_ptr);
+    t->col = dsc__alloc(n_entries * sizeof *col);
+    t->val = dsc__alloc(n_entries * sizeof *val);
+    if (!t->prep || !t->row_ptr || !t->col || !t->val) {
+        dsc_table_free(t);
+        return NULL;
+    }
+    memcpy(t->row_ptr, row_ptr, (n_rows + 1) * sizeof *row_ptr);
+    memcpy(t->col, col, n_entries * sizeof *col);
+    memcpy(t->val, val, n_entries * sizeof *val);
+    t->prep->n_features = n_features;
+    t->data = (dsc_data){.n_rows = n_rows, .n_features = n_features, .row_ptr = t->row_ptr,
+                         .col = t->col, .val = t->val};
+    return t;
+}
+
+/* 4 rows, 3 features. */
 static dsc_table *sparse_table(void)
 {
     static const uint64_t row_ptr[5] = {0, 2, 3, 3, 5};
     static const uint32_t col[5] = {0, 2, 0, 0, 2};
     static const float val[5] = {2.0f, -1.0f, 4.0f, 6.0f, 3.0f};
-    dsc_table *t = dsc__table_new();
-    if (!t)
-        return NULL;
-    t->prep = dsc__prep_new();
-    t->row_ptr = dsc__alloc(sizeof row_ptr);
-    t->col = dsc__alloc(sizeof col);
-    t->val = dsc__alloc(sizeof val);
-    if (!t->prep || !t->row_ptr || !t->col || !t->val) {
-        dsc_table_free(t);
-        return NULL;
-    }
-    memcpy(t->row_ptr, row_ptr, sizeof row_ptr);
-    memcpy(t->col, col, sizeof col);
-    memcpy(t->val, val, sizeof val);
-    t->prep->n_features = 3;
-    t->data = (dsc_data){.n_rows = 4, .n_features = 3, .row_ptr = t->row_ptr, .col = t->col,
-                         .val = t->val};
-    return t;
+    return csr_table(4, 3, row_ptr, col, val);
 }
 
 TEST(prep_sparse_data_is_scaled_not_centred)
@@ -385,27 +393,6 @@ TEST(prep_sparse_data_is_scaled_not_centred)
     dsc_table_free(t);
 }
 
-/* An allocator that keeps the peak of the bytes live (each block carries its size). */
-static size_t prep_live_bytes, prep_peak_bytes;
-
-static void *prep_counting_alloc(size_t size, void *ctx)
-{
-    size_t *block = malloc(size + 2 * sizeof(size_t));
-    if (!block)
-        return NULL;
-    block[0] = size;
-    prep_live_bytes += size;
-    if (prep_live_bytes > prep_peak_bytes)
-        prep_peak_bytes = prep_live_bytes;
-    return block + 2;
-}
-
-static void prep_counting_free(void *ptr, void *ctx)
-{
-    size_t *block = (size_t *)ptr - 2;
-    prep_live_bytes -= block[0];
-    free(block);
-}
 
 /*
  * A sparse table by hand: 5 rows over features 0, 1 and 3 (a NaN among them), and
@@ -416,24 +403,9 @@ static dsc_table *sparse_table_of_width(size_t n_features)
     static const uint64_t row_ptr[6] = {0, 2, 4, 5, 5, 8};
     static const uint32_t col[8] = {0, 3, 1, 3, 0, 0, 1, 3};
     const float val[8] = {2.0f, -1.5f, NAN, 0.25f, 4.0f, -3.0f, 7.0f, 5.0f};
-    dsc_table *t = dsc__table_new();
-    if (!t)
-        return NULL;
-    t->prep = dsc__prep_new();
-    t->row_ptr = dsc__alloc(sizeof row_ptr);
-    t->col = dsc__alloc(sizeof col);
-    t->val = dsc__alloc(sizeof val);
-    if (!t->prep || !t->row_ptr || !t->col || !t->val) {
-        dsc_table_free(t);
-        return NULL;
-    }
-    memcpy(t->row_ptr, row_ptr, sizeof row_ptr);
-    memcpy(t->col, col, sizeof col);
-    memcpy(t->val, val, sizeof val);
-    t->prep->n_features = n_features;
-    t->n_missing = 1;
-    t->data = (dsc_data){.n_rows = 5, .n_features = n_features, .row_ptr = t->row_ptr,
-                         .col = t->col, .val = t->val};
+    dsc_table *t = csr_table(5, n_features, row_ptr, col, val);
+    if (t)
+        t->n_missing = 1;
     return t;
 }
 
@@ -454,14 +426,14 @@ TEST(prep_sparse_fit_costs_the_entries_not_the_features)
             pa->missing = pb->missing = (dsc_missing)policy;
             const uint32_t *fit_rows = with_rows ? rows : NULL;
             CHECK_EQ_INT(dsc_prep_fit(pa, a, fit_rows, 4, 1), 0);
-            prep_live_bytes = prep_peak_bytes = 0;
-            dsc_set_allocator(prep_counting_alloc, prep_counting_free, NULL);
+            test_oom.live_bytes = test_oom.peak_bytes = 0;
+            dsc_set_allocator(test_oom_alloc, test_oom_free, NULL);
             int rc = dsc_prep_fit(pb, b, fit_rows, 4, 1);
             dsc_set_allocator(NULL, NULL, NULL);
             CHECK_EQ_INT(rc, 0);
             /* The imputation, mean and scale arrays (12 bytes a feature) and a little more. */
-            CHECK(prep_peak_bytes < 12 * wide + 4096);
-            CHECK_EQ_INT(prep_live_bytes, 12 * wide);
+            CHECK(test_oom.peak_bytes < 12 * wide + 4096);
+            CHECK_EQ_INT(test_oom.live_bytes, 12 * wide);
             CHECK(memcmp(pa->impute, pb->impute, narrow * sizeof(float)) == 0);
             CHECK(memcmp(pa->scale, pb->scale, narrow * sizeof(float)) == 0);
             CHECK(memcmp(pa->mean, pb->mean, narrow * sizeof(float)) == 0);
@@ -474,13 +446,13 @@ TEST(prep_sparse_fit_costs_the_entries_not_the_features)
             CHECK_EQ_INT(odd, 0);
             CHECK(pb->impute[2] == 0.0f && pb->scale[2] == 1.0f);
             dsc_table_free(a);
-            dsc_set_allocator(prep_counting_alloc, prep_counting_free, NULL);
+            dsc_set_allocator(test_oom_alloc, test_oom_free, NULL);
             dsc__free(pb->impute); /* what the counting allocator gave, back to it */
             dsc__free(pb->mean);
             dsc__free(pb->scale);
             pb->impute = pb->mean = pb->scale = NULL;
             dsc_set_allocator(NULL, NULL, NULL);
-            CHECK_EQ_INT(prep_live_bytes, 0);
+            CHECK_EQ_INT(test_oom.live_bytes, 0);
             dsc_table_free(b);
         }
     }
@@ -490,12 +462,12 @@ TEST(prep_sparse_fit_costs_the_entries_not_the_features)
     REQUIRE(huge);
     huge->n_missing = 0;
     huge->val[2] = 1.0f;
-    prep_live_bytes = prep_peak_bytes = 0;
-    dsc_set_allocator(prep_counting_alloc, prep_counting_free, NULL);
+    test_oom.live_bytes = test_oom.peak_bytes = 0;
+    dsc_set_allocator(test_oom_alloc, test_oom_free, NULL);
     int rc = dsc_prep_fit(dsc_table_prep(huge), huge, NULL, 0, 0);
     dsc_set_allocator(NULL, NULL, NULL);
     CHECK_EQ_INT(rc, 0);
-    CHECK_EQ_INT(prep_peak_bytes, 0);
+    CHECK_EQ_INT(test_oom.peak_bytes, 0);
     CHECK_EQ_INT(dsc_prep_apply(dsc_table_prep(huge), huge), 0);
     CHECK(huge->val[2] == 1.0f);
     dsc_table_free(huge);

@@ -457,32 +457,6 @@ TEST(sparse_divergence_guard_rolls_back_like_the_dense_step)
     free_set(&s);
 }
 
-/* A counting allocator: bytes live and their peak (sizes kept in a header). */
-static size_t live_bytes, peak_bytes;
-static long alloc_calls, fail_at_call;
-
-static void *counting_alloc(size_t size, void *ctx)
-{
-    if (++alloc_calls == fail_at_call)
-        return NULL;
-    size_t *block = malloc(size + 16);
-    if (!block)
-        return NULL;
-    block[0] = size;
-    live_bytes += size;
-    if (live_bytes > peak_bytes)
-        peak_bytes = live_bytes;
-    return (unsigned char *)block + 16;
-}
-
-static void counting_release(void *ptr, void *ctx)
-{
-    if (!ptr)
-        return;
-    size_t *block = (size_t *)((unsigned char *)ptr - 16);
-    live_bytes -= block[0];
-    free(block);
-}
 
 /*
  * A million features and a few hundred rows: the sparse step updates only the batch's rows
@@ -504,13 +478,13 @@ TEST(sparse_million_features_cost_only_the_batch)
     for (int kind = RUN_SGD; kind <= RUN_ADAGRAD; kind++) {
         dsc_train_config cfg;
         run_config(&cfg, kind, BATCH, 3);
-        live_bytes = peak_bytes = 0;
-        alloc_calls = fail_at_call = 0;
-        dsc_set_allocator(counting_alloc, counting_release, NULL);
+        test_oom.live_bytes = test_oom.peak_bytes = 0;
+        test_oom.calls = test_oom.fail_at = 0;
+        dsc_set_allocator(test_oom_alloc, test_oom_free, NULL);
         run_result sparse = train_run(&mc, &s.csr, &cfg, 1, -1, 0.0);
         dsc_set_allocator(NULL, NULL, NULL);
         REQUIRE(sparse.rc == DSC_OK);
-        CHECK_EQ_INT(live_bytes, 0);
+        CHECK_EQ_INT(test_oom.live_bytes, 0);
 
         /* Work: each step's rows (at most its non-zeros) and the bias. */
         CHECK_EQ_INT(sparse.steps, 3 * ((N + BATCH - 1) / BATCH));
@@ -520,7 +494,7 @@ TEST(sparse_million_features_cost_only_the_batch)
         /* Memory: the parameters, the gradient, and the optimizer's sum (AdaGrad) or the
          * dense step's snapshot (SGD with decay), plus what the batch's rows need. */
         size_t params_bytes = (K + 1) * sizeof(float);
-        CHECK(peak_bytes <= 3 * params_bytes + 64 * (size_t)(N * NNZ) + (1u << 20));
+        CHECK(test_oom.peak_bytes <= 3 * params_bytes + 64 * (size_t)(N * NNZ) + (1u << 20));
 
         /* Untouched inputs keep their initial zero, touched ones (nearly all) moved. */
         size_t moved = 0, untouched_nonzero = 0;
@@ -1088,14 +1062,14 @@ TEST(sparse_every_failed_allocation_is_a_clean_enomem)
 {
     sparse_set s;
     make_set(&s, 40, 30, 4, 30, 3, 0, 6);
-    dsc_set_allocator(counting_alloc, counting_release, NULL);
+    dsc_set_allocator(test_oom_alloc, test_oom_free, NULL);
     int failures_seen = 0;
-    for (fail_at_call = 1;; fail_at_call++) {
-        alloc_calls = 0;
-        live_bytes = 0;
+    for (test_oom.fail_at = 1;; test_oom.fail_at++) {
+        test_oom.calls = 0;
+        test_oom.live_bytes = 0;
         int rc = small_sparse_run(&s);
-        CHECK_EQ_INT(live_bytes, 0);
-        if (rc == DSC_OK && alloc_calls < fail_at_call)
+        CHECK_EQ_INT(test_oom.live_bytes, 0);
+        if (rc == DSC_OK && test_oom.calls < test_oom.fail_at)
             break; /* every allocation has been failed once */
         CHECK_EQ_INT(rc, DSC_ENOMEM);
         failures_seen++;
