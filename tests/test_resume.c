@@ -1,8 +1,8 @@
 /*
  * test_resume.c - never lose work: a training run killed with SIGKILL at seeded random
  * moments and resumed from its last checkpoint ends with a model file byte-identical to the
- * run that was never interrupted; SIGTERM writes a final checkpoint; the divergence guard
- * from the command line.
+ * run that was never interrupted; SIGTERM and SIGINT write a final checkpoint; the guard
+ * against divergence from the command line.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "test.h"
@@ -160,7 +160,7 @@ TEST(resume_after_sigkill_gives_a_byte_identical_model)
     CHECK(resumed >= 10);
 }
 
-TEST(resume_sigterm_writes_a_final_checkpoint)
+TEST(resume_sigterm_and_sigint_write_a_final_checkpoint)
 {
     char model[512], ckpt[512];
     snprintf(model, sizeof model, "%s/model.dsc", test_tmpdir());
@@ -168,27 +168,32 @@ TEST(resume_sigterm_writes_a_final_checkpoint)
     char *args[] = {"train", "data/digits.csv", "-o", model, "--model", "mlp", "--loss",
                     "softmax", "--epochs", "100000", "--tol", "-1", "--checkpoint", ckpt,
                     "--checkpoint-every", "100000", "--quiet", NULL};
-    pid_t pid = start(args);
-    REQUIRE(pid > 0);
-    sleep_seconds(1.0 * test_time_scale()); /* past the start, well before the end */
-    kill(pid, SIGTERM);
-    int status;
-    waitpid(pid, &status, 0);
-    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 1);
-    CHECK(exists(ckpt));   /* written on the signal, not by the schedule */
-    CHECK(!exists(model)); /* no model from an unfinished run */
+    const int signals[2] = {SIGTERM, SIGINT};
 
-    /* The checkpoint loads and holds the arguments of the run. */
-    dsc_model *m = NULL;
-    char *settings = NULL;
-    void *state = NULL;
-    size_t size = 0;
-    REQUIRE(dsc_checkpoint_load(ckpt, &m, NULL, &settings, &state, &size) == DSC_OK);
-    CHECK(strstr(settings, "argv=train") != NULL);
-    CHECK(size > 0);
-    dsc_model_free(m);
-    dsc_free(settings);
-    dsc_free(state);
+    for (int i = 0; i < 2; i++) {
+        unlink(ckpt);
+        pid_t pid = start(args);
+        REQUIRE(pid > 0);
+        sleep_seconds(1.0 * test_time_scale()); /* past the start, well before the end */
+        kill(pid, signals[i]);
+        int status;
+        waitpid(pid, &status, 0);
+        CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 1);
+        CHECK(exists(ckpt));   /* written on the signal, not by the schedule */
+        CHECK(!exists(model)); /* no model from an unfinished run */
+
+        /* The checkpoint loads and holds the arguments of the run. */
+        dsc_model *m = NULL;
+        char *settings = NULL;
+        void *state = NULL;
+        size_t size = 0;
+        REQUIRE(dsc_checkpoint_load(ckpt, &m, NULL, &settings, &state, &size) == DSC_OK);
+        CHECK(strstr(settings, "argv=train") != NULL);
+        CHECK(size > 0);
+        dsc_model_free(m);
+        dsc_free(settings);
+        dsc_free(state);
+    }
 }
 
 TEST(resume_divergence_backs_off_or_stops_without_a_model)
