@@ -577,22 +577,6 @@ TEST(train_balanced_class_weights_lift_the_rare_class)
     CHECK(predicted_rare[1] > 100);
 }
 
-/* An allocator that fails the allocation numbered fail_at and counts what is live. */
-static long alloc_count, live_count, fail_at;
-
-static void *counting_alloc(size_t size, void *ctx)
-{
-    if (++alloc_count == fail_at)
-        return NULL;
-    live_count++;
-    return malloc(size);
-}
-
-static void counting_release(void *ptr, void *ctx)
-{
-    live_count--;
-    free(ptr);
-}
 
 /* A whole small run: model, trainer with a split, training, prediction. */
 static int small_run(void)
@@ -630,19 +614,105 @@ static int small_run(void)
 
 TEST(train_every_failed_allocation_is_a_clean_enomem)
 {
-    dsc_set_allocator(counting_alloc, counting_release, NULL);
+    dsc_set_allocator(test_oom_alloc, test_oom_free, NULL);
     int failures_seen = 0;
-    for (fail_at = 1;; fail_at++) {
-        alloc_count = live_count = 0;
+    for (test_oom.fail_at = 1;; test_oom.fail_at++) {
+        test_oom.calls = test_oom.live = 0;
         int rc = small_run();
-        CHECK_EQ_INT(live_count, 0);
-        if (rc == DSC_OK && alloc_count < fail_at)
+        CHECK_EQ_INT(test_oom.live, 0);
+        if (rc == DSC_OK && test_oom.calls < test_oom.fail_at)
             break; /* every allocation has been failed once */
         CHECK_EQ_INT(rc, DSC_ENOMEM);
         failures_seen++;
     }
     dsc_set_allocator(NULL, NULL, NULL);
     CHECK(failures_seen >= 8);
+}
+
+/* The allocator's call count at each epoch's end (the first MAX_EPOCHS epochs). */
+enum { MAX_EPOCHS = 16 };
+static long calls_at_epoch[MAX_EPOCHS];
+
+static int record_calls(void *user, const dsc_epoch_stats *stats)
+{
+    if (stats->epoch >= 1 && stats->epoch <= MAX_EPOCHS)
+        calls_at_epoch[stats->epoch - 1] = test_oom.calls;
+    return 0;
+}
+
+/*
+ * Nothing is allocated inside the training loop: from the end of the first epoch to the end
+ * of the last, the allocator is not called once, for the fused linear path, an MLP with a
+ * validation split, early stopping, a plateau schedule after warm-up and clipping, and
+ * sparse rows with AdaGrad.
+ */
+TEST(train_loop_allocates_nothing_after_the_first_epoch)
+{
+    enum { N = 200, K = 6, EPOCHS = 12 };
+    static float x[N * K];
+    static int32_t label[N];
+    static uint64_t row_ptr[N + 1];
+    static uint32_t col[N * 2];
+    static float val[N * 2];
+    dsc_rng rng;
+    dsc_rng_seed(&rng, 99);
+    for (size_t r = 0; r < N; r++) {
+        for (size_t j = 0; j < K; j++)
+            x[r * K + j] = (float)(2.0 * dsc_rng_uniform(&rng) - 1.0);
+        label[r] = x[r * K] + x[r * K + 1] > 0.0f ? 1 : 0;
+        row_ptr[r + 1] = row_ptr[r] + 2;
+        col[2 * r] = (uint32_t)(r % 3);
+        col[2 * r + 1] = (uint32_t)(3 + r % 3);
+        val[2 * r] = x[r * K];
+        val[2 * r + 1] = x[r * K + 1];
+    }
+    dsc_data dense = {.n_rows = N, .n_features = K, .x = x, .label = label};
+    dsc_data sparse = {.n_rows = N, .n_features = K, .row_ptr = row_ptr, .col = col,
+                       .val = val, .label = label};
+
+    for (int run = 0; run < 3; run++) {
+        dsc_model_config mc;
+        dsc_model_config_init(&mc, K, 2, DSC_LOSS_LOG);
+        if (run == 1) {
+            mc.n_hidden = 2;
+            mc.hidden[0] = 8;
+            mc.hidden[1] = 5;
+        }
+        memset(calls_at_epoch, 0, sizeof calls_at_epoch);
+        test_oom.calls = test_oom.fail_at = 0;
+        dsc_set_allocator(test_oom_alloc, test_oom_free, NULL);
+        int err = 0;
+        dsc_model *m = dsc_model_new(&mc, &err);
+        REQUIRE(m);
+        dsc_train_config cfg;
+        dsc_train_config_default(&cfg);
+        cfg.epochs = EPOCHS;
+        cfg.tol = -1.0;
+        cfg.batch = 16;
+        cfg.on_epoch = record_calls;
+        if (run == 1) {
+            cfg.val_fraction = 0.2;
+            cfg.early_stopping = 1;
+            cfg.n_iter_no_change = EPOCHS;
+            cfg.clip_norm = 1.0;
+            dsc_schedule_default(&cfg.schedule, DSC_SCHED_PLATEAU, 0.0);
+            cfg.schedule.warmup = 2;
+        }
+        if (run == 2)
+            dsc_optim_config_default(&cfg.optim, DSC_OPT_ADAGRAD);
+
+        int rc = dsc_train(m, run == 2 ? &sparse : &dense, NULL, &cfg);
+        CHECK_EQ_INT(rc, DSC_OK);
+        CHECK(calls_at_epoch[0] > 0); /* the set-up allocates, and was counted */
+        for (int e = 1; e < EPOCHS; e++) {
+            if (calls_at_epoch[e] != calls_at_epoch[0])
+                test_report(__FILE__, __LINE__, "run %d: %ld allocations by epoch %d, %ld by "
+                            "epoch 1", run, calls_at_epoch[e], e + 1, calls_at_epoch[0]);
+        }
+        dsc_model_free(m);
+        dsc_set_allocator(NULL, NULL, NULL);
+        CHECK_EQ_INT(test_oom.live, 0);
+    }
 }
 
 TEST(train_divergence_backs_off_and_finishes_finite)
