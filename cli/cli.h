@@ -92,6 +92,14 @@ int cli_parse(int argc, char **argv, int first, const cli_command *cmd, cli_opti
               size_t n, const char **positional, size_t max_positional, size_t *n_positional,
               int *help_shown);
 
+/*
+ * cli_parse for a command that takes exactly count positional arguments, described by what
+ * in the error ("a model file and a data file"): 2 after printing the error line when
+ * there are more or fewer. The help, as with cli_parse, sets *help_shown and returns 0.
+ */
+int cli_parse_exact(int argc, char **argv, const cli_command *cmd, cli_option *table, size_t n,
+                    const char **positional, size_t count, const char *what, int *help_shown);
+
 /* Print the usage line, the description and the options of the table with their defaults. */
 void cli_print_help(FILE *out, const cli_command *cmd, const cli_option *table, size_t n);
 

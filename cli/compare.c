@@ -526,7 +526,6 @@ int cmd_compare(int argc, char **argv)
 {
     compare_cmd *c = calloc(1, sizeof *c);
     const char *positional[1];
-    size_t n_positional = 0;
     int help_shown = 0;
 
     if (!c || build_options(c) != 0) {
@@ -534,12 +533,8 @@ int cmd_compare(int argc, char **argv)
         cli_error("compare: out of memory");
         return EXIT_FAILURE_RUN;
     }
-    int rc = cli_parse(argc, argv, 1, &compare_command, c->args.table, c->args.n_options,
-                       positional, 1, &n_positional, &help_shown);
-    if (rc == 0 && !help_shown && n_positional != 1) {
-        cli_error("compare: expected a data file (usage: %s)", compare_command.usage);
-        rc = EXIT_USAGE;
-    }
+    int rc = cli_parse_exact(argc, argv, &compare_command, c->args.table, c->args.n_options,
+                             positional, 1, "a data file", &help_shown);
     if (rc == 0 && !help_shown) {
         c->args.data_path = positional[0];
         rc = race(c);

@@ -103,17 +103,12 @@ int cmd_convert(int argc, char **argv)
     const size_t n_options = sizeof table / sizeof table[0];
     table[0].alias = "-o";
     const char *positional[1];
-    size_t n_positional;
     int help_shown;
 
-    int rc = cli_parse(argc, argv, 1, &cmd, table, n_options, positional, 1, &n_positional,
-                       &help_shown);
+    int rc = cli_parse_exact(argc, argv, &cmd, table, n_options, positional, 1,
+                             "one data file", &help_shown);
     if (rc != 0 || help_shown)
         return rc;
-    if (n_positional != 1) {
-        cli_error("convert: expected one data file (usage: %s)", cmd.usage);
-        return EXIT_USAGE;
-    }
     const char *data_path = positional[0];
 
     if (verify) {

@@ -226,18 +226,13 @@ int cmd_eval(int argc, char **argv)
     };
     const size_t n_options = sizeof table / sizeof table[0];
     const char *positional[2];
-    size_t n_positional;
     int help_shown;
     dsc_format format;
 
-    int rc = cli_parse(argc, argv, 1, &cmd, table, n_options, positional, 2, &n_positional,
-                       &help_shown);
+    int rc = cli_parse_exact(argc, argv, &cmd, table, n_options, positional, 2,
+                             "a model file and a data file", &help_shown);
     if (rc != 0 || help_shown)
         return rc;
-    if (n_positional != 2) {
-        cli_error("eval: expected a model file and a data file (usage: %s)", cmd.usage);
-        return EXIT_USAGE;
-    }
     if ((rc = cli_parse_format("--format", how.format_text, &format)) != 0)
         return rc;
 

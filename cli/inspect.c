@@ -17,17 +17,12 @@ int cmd_inspect(int argc, char **argv)
     };
     const size_t n_options = sizeof table / sizeof table[0];
     const char *positional[1];
-    size_t n_positional;
     int help_shown;
 
-    int rc = cli_parse(argc, argv, 1, &cmd, table, n_options, positional, 1, &n_positional,
-                       &help_shown);
+    int rc = cli_parse_exact(argc, argv, &cmd, table, n_options, positional, 1,
+                             "a model file", &help_shown);
     if (rc != 0 || help_shown)
         return rc;
-    if (n_positional != 1) {
-        cli_error("inspect: expected a model file (usage: %s)", cmd.usage);
-        return EXIT_USAGE;
-    }
 
     cli_loaded loaded;
     rc = cli_load_model(positional[0], &loaded);

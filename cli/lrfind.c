@@ -305,7 +305,6 @@ int cmd_lr_find(int argc, char **argv)
 {
     lrfind_args *a = calloc(1, sizeof *a);
     const char *positional[1];
-    size_t n_positional = 0;
     int help_shown = 0;
 
     if (!a || build_options(a) != 0) {
@@ -313,12 +312,8 @@ int cmd_lr_find(int argc, char **argv)
         cli_error("lr-find: out of memory");
         return EXIT_FAILURE_RUN;
     }
-    int rc = cli_parse(argc, argv, 1, &lrfind_command, a->train.table, a->train.n_options,
-                       positional, 1, &n_positional, &help_shown);
-    if (rc == 0 && !help_shown && n_positional != 1) {
-        cli_error("lr-find: expected a data file (usage: %s)", lrfind_command.usage);
-        rc = EXIT_USAGE;
-    }
+    int rc = cli_parse_exact(argc, argv, &lrfind_command, a->train.table, a->train.n_options,
+                             positional, 1, "a data file", &help_shown);
     if (rc == 0 && !help_shown) {
         a->train.data_path = positional[0];
         rc = find(a);

@@ -200,6 +200,22 @@ int cli_parse(int argc, char **argv, int first, const cli_command *cmd, cli_opti
     return 0;
 }
 
+int cli_parse_exact(int argc, char **argv, const cli_command *cmd, cli_option *table, size_t n,
+                    const char **positional, size_t count, const char *what, int *help_shown)
+{
+    size_t n_positional;
+    int rc = cli_parse(argc, argv, 1, cmd, table, n, positional, count, &n_positional,
+                       help_shown);
+
+    if (rc != 0 || *help_shown)
+        return rc;
+    if (n_positional != count) {
+        cli_error("%s: expected %s (usage: %s)", cmd->name, what, cmd->usage);
+        return EXIT_USAGE;
+    }
+    return 0;
+}
+
 /* Print text from column HELP_COLUMN, wrapped at word boundaries before HELP_WIDTH. */
 static void print_wrapped(FILE *out, const char *text)
 {
