@@ -342,7 +342,9 @@ static bool allocate(dsc_trainer *t, size_t n_params, size_t n_classes, size_t n
     if (!never_dense(&t->cfg, &t->train) && !allocate_dense_snapshot(t))
         return false;
     if (t->cfg.early_stopping) {
-        t->best = dsc__alloc(dsc__mul(n_params, sizeof(float)));
+        /* Zeroed: a checkpoint taken before the first validation holds it too, and must not
+         * write bytes that were never set (they would differ from run to run). */
+        t->best = dsc__calloc(n_params, sizeof(float));
         if (!t->best)
             return false;
     }

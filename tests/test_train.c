@@ -715,6 +715,92 @@ TEST(train_loop_allocates_nothing_after_the_first_epoch)
     }
 }
 
+/* An allocator whose fresh blocks hold garbage_byte everywhere, as a reused block may. */
+static unsigned char garbage_byte;
+
+static void *garbage_alloc(size_t size, void *ctx)
+{
+    void *p = malloc(size);
+    if (p)
+        memset(p, garbage_byte, size);
+    return p;
+}
+
+static void garbage_free(void *ptr, void *ctx)
+{
+    free(ptr);
+}
+
+/*
+ * The trainer's saved state holds no byte that was never set: built and stepped the same
+ * way under allocators that hand out blocks of 0x00 and of 0xFF, before and after its
+ * first epoch, it saves the same bytes but for the times. (A checkpoint written before the
+ * first validation once held the never-set "best weights" of early stopping; valgrind
+ * found it.)
+ */
+TEST(train_state_holds_no_unset_bytes)
+{
+    regression_set s;
+    make_regression(&s, 64, 3, 21);
+    unsigned char *states[2][2] = {{NULL, NULL}, {NULL, NULL}};
+    size_t sizes[2][2] = {{0, 0}, {0, 0}};
+
+    for (int g = 0; g < 2; g++) {
+        garbage_byte = g ? 0xFF : 0x00;
+        dsc_set_allocator(garbage_alloc, garbage_free, NULL);
+        dsc_model_config mc;
+        dsc_model_config_init(&mc, 3, 1, DSC_LOSS_SQUARED);
+        mc.n_hidden = 1;
+        mc.hidden[0] = 4;
+        dsc_model *m = dsc_model_new(&mc, NULL);
+        REQUIRE(m);
+        dsc_train_config cfg;
+        dsc_train_config_default(&cfg);
+        cfg.epochs = 3;
+        cfg.batch = 8;
+        cfg.val_fraction = 0.25;
+        cfg.early_stopping = 1;
+        dsc_trainer *t = dsc_trainer_new(m, &s.data, NULL, &cfg, NULL);
+        REQUIRE(t);
+        for (int moment = 0; moment < 2; moment++) {
+            if (moment == 1) {
+                while (dsc_trainer_epochs_done(t) < 1)
+                    REQUIRE(dsc_trainer_step(t) >= 0);
+            }
+            sizes[g][moment] = dsc_trainer_state_size(t);
+            states[g][moment] = malloc(sizes[g][moment]);
+            REQUIRE(states[g][moment]);
+            CHECK_EQ_INT(dsc_trainer_state_save(t, states[g][moment], sizes[g][moment]),
+                         DSC_OK);
+        }
+        dsc_trainer_free(t);
+        dsc_model_free(m);
+        dsc_set_allocator(NULL, NULL, NULL);
+    }
+    /*
+     * The states may differ only in the elapsed seconds they record (the run's and each
+     * epoch's): a field of 8 bytes holding a small positive double. A byte never set would
+     * be 0x00 in one and 0xFF in the other, which no such pair of fields can hold.
+     */
+    for (int moment = 0; moment < 2; moment++) {
+        CHECK_EQ_INT(sizes[0][moment], sizes[1][moment]);
+        int time_fields = 0;
+        for (size_t at = 0; at + 8 <= sizes[0][moment]; at += 8) {
+            if (memcmp(states[0][moment] + at, states[1][moment] + at, 8) == 0)
+                continue;
+            double a, b;
+            memcpy(&a, states[0][moment] + at, 8);
+            memcpy(&b, states[1][moment] + at, 8);
+            if (!(a >= 0.0 && a < 3600.0 && b >= 0.0 && b < 3600.0))
+                test_report(__FILE__, __LINE__, "state byte %zu differs: not a time", at);
+            time_fields++;
+        }
+        CHECK(time_fields <= 1 + moment); /* the run's time, and the first epoch's */
+        free(states[0][moment]);
+        free(states[1][moment]);
+    }
+}
+
 TEST(train_divergence_backs_off_and_finishes_finite)
 {
     regression_set s;
