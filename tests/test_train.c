@@ -799,6 +799,7 @@ TEST(train_state_holds_no_unset_bytes)
         free(states[0][moment]);
         free(states[1][moment]);
     }
+    free_regression(&s);
 }
 
 TEST(train_divergence_backs_off_and_finishes_finite)
