@@ -142,6 +142,13 @@ int dsc__linear_fits(size_t n_inputs, size_t k);
 /* Chunks a batch of n rows is cut into: fixed by n alone, so results do not depend on threads. */
 size_t dsc__linear_chunks(size_t n);
 
+/*
+ * Threads that share the chunks of a batch of n rows of n_inputs x k weights at the
+ * library's thread count: 1 for a batch of one chunk or too little work. Any number gives
+ * the same bits.
+ */
+int dsc__linear_team(size_t n, size_t n_inputs, size_t k);
+
 /* Scores, losses and gradient of a batch in one pass; returns the data loss (no penalty). */
 double dsc__linear_loss_grad(const dsc_linear_batch *job);
 

@@ -24,6 +24,12 @@
  * Known limits: the work of a batch is split over threads only by chunks, so a batch of up
  * to CHUNK_ROWS rows (or below PARALLEL_WORK multiply-adds) runs on one thread; and models
  * beyond MAX_WEIGHTS weights take the general path, whose blocked kernels suit them better.
+ * Sharing one chunk was tried and measured (rows split for the scores and losses, then the
+ * inputs split for the gradient, which keeps every sum's order): on the 2-core machine of
+ * PARALLEL_WORK it made 32 and 64 rows of 100 inputs slower (0.6 to 0.8 times the speed of
+ * one thread, whose 32 rows take ~3 us) and 128 to 1024 rows only 1.0 to 1.3 times faster,
+ * as each thread's gradient reads half its rows from the other core's cache, and starting
+ * the threads and the barrier between the steps cost 1.5 to 2.5 us a batch.
  */
 #include "internal.h"
 
@@ -41,10 +47,16 @@
 #define PREFETCH_BYTES 2048
 #define CACHE_LINE 64
 /*
- * Below this many multiply-adds a batch runs on one thread, as in dense.c: starting and
- * joining threads costs more than the work, and far more on a machine whose cores are busy.
+ * Below this many multiply-adds (rows x weights) a batch runs on one thread; above it a
+ * batch of two or more chunks shares its chunks among the threads. Measured on a 2-core
+ * KVM guest (AMD EPYC) with rows read in shuffled order from 400 MB: a parallel region of
+ * two threads costs 1.2 to 2 us to start and join (a cache line takes ~490 ns to go to the
+ * other core and back), while a chunk of 129 to 256 rows takes 8 to 37 us. Two threads ran
+ * 257 to 1024 rows of 25 to 100 inputs mostly 1.2 to 1.9 times as fast as one (the runs
+ * vary; a few came out even); below ~4,000 multiply-adds (1 input, or 4 inputs and up to
+ * 300 rows) they gained nothing reliable. A busy machine gains less.
  */
-#define PARALLEL_WORK (1 << 20)
+#define PARALLEL_WORK 4096
 /* Partial sums of a one-score model's dot product, as in dense.c. */
 #define LANES 8
 
@@ -263,27 +275,50 @@ static void run_chunk(const dsc_linear_batch *job, size_t begin, size_t end, flo
     }
 }
 
+/* Rows of chunk c of the batch, summed into the gradient (c == 0) or partial (c - 1). */
+static void run_chunk_number(const dsc_linear_batch *job, size_t c, size_t chunk_rows)
+{
+    size_t n = job->n, n_weights = job->n_inputs * job->k, stride = n_weights + job->k;
+    size_t begin = c * chunk_rows < n ? c * chunk_rows : n;
+    size_t end = n - begin < chunk_rows ? n : begin + chunk_rows;
+    float *dw = c == 0 ? job->dw : job->partial + (c - 1) * stride;
+    float *db = c == 0 ? job->db : job->partial + (c - 1) * stride + n_weights;
+
+    run_chunk(job, begin, end, dw, db);
+}
+
+int dsc__linear_team(size_t n, size_t n_inputs, size_t k)
+{
+    size_t chunks = dsc__linear_chunks(n);
+    int threads = dsc_threads();
+
+    if (chunks < 2 || (double)n * (double)n_inputs * (double)k < PARALLEL_WORK)
+        return 1;
+    return (size_t)threads < chunks ? threads : (int)chunks;
+}
+
 double dsc__linear_loss_grad(const dsc_linear_batch *job)
 {
     size_t n = job->n, k = job->k;
     size_t n_weights = job->n_inputs * k, stride = n_weights + k;
     size_t chunks = dsc__linear_chunks(n), chunk_rows = (n + chunks - 1) / chunks;
-    int threads = (double)n * (double)n_weights >= PARALLEL_WORK && chunks > 1;
+    int team = dsc__linear_team(n, job->n_inputs, k);
 
     /*
      * Chunk 0 sums into the gradient itself, chunk c > 0 into partial (c - 1). Which thread
      * runs a chunk does not change its sums, so threads take chunks as they come free (a
-     * busy machine may hold one back).
+     * busy machine may hold one back). One thread runs them without a parallel region:
+     * starting even a region of one thread took 0.6 us on the machine of PARALLEL_WORK.
      */
     if (chunks > 1)
         memset(job->partial, 0, (chunks - 1) * stride * sizeof(float));
-#pragma omp parallel for schedule(dynamic) if (threads)
-    for (size_t c = 0; c < chunks; c++) {
-        size_t begin = c * chunk_rows < n ? c * chunk_rows : n;
-        size_t end = n - begin < chunk_rows ? n : begin + chunk_rows;
-        float *dw = c == 0 ? job->dw : job->partial + (c - 1) * stride;
-        float *db = c == 0 ? job->db : job->partial + (c - 1) * stride + n_weights;
-        run_chunk(job, begin, end, dw, db);
+    if (team > 1) {
+#pragma omp parallel for schedule(dynamic) num_threads(team)
+        for (size_t c = 0; c < chunks; c++)
+            run_chunk_number(job, c, chunk_rows);
+    } else {
+        for (size_t c = 0; c < chunks; c++)
+            run_chunk_number(job, c, chunk_rows);
     }
 
     /* The chunks' gradients, added in chunk order. */

@@ -554,3 +554,155 @@ TEST(linear_one_pass_is_taken_where_it_applies)
     CHECK(dsc__linear_chunks(1) == 1 && dsc__linear_chunks(256) == 1);
     CHECK(dsc__linear_chunks(257) == 2 && dsc__linear_chunks(1000000) == 16);
 }
+
+/*
+ * One thread against two on a set shaped as the benchmark's (100 features) for one score,
+ * and with 37 features for three.
+ */
+#define PAIR_ROWS 1200
+#define PAIR_FEATURES 100
+
+/* The threads the library takes when set to two or three: one in a build without OpenMP. */
+#ifdef _OPENMP
+#define TWO_THREADS 2
+#define THREE_THREADS 3
+#else
+#define TWO_THREADS 1
+#define THREE_THREADS 1
+#endif
+
+typedef struct {
+    float x[PAIR_ROWS * PAIR_FEATURES];
+    int32_t label[PAIR_ROWS];
+    float weight[PAIR_ROWS];
+    uint32_t order[PAIR_ROWS];
+    dsc_data data;
+} pair_set;
+
+static void make_pair_set(pair_set *s, size_t n_features, size_t n_classes, uint64_t seed)
+{
+    dsc_rng rng;
+    dsc_rng_seed(&rng, seed);
+    for (size_t i = 0; i < PAIR_ROWS * n_features; i++)
+        s->x[i] = (float)(2.0 * dsc_rng_uniform(&rng) - 1.0);
+    for (size_t r = 0; r < PAIR_ROWS; r++) {
+        s->label[r] = (int32_t)dsc_rng_below(&rng, n_classes);
+        s->weight[r] = (float)(0.25 + 1.5 * dsc_rng_uniform(&rng));
+        s->order[r] = (uint32_t)r;
+    }
+    dsc_rng_shuffle(&rng, s->order, PAIR_ROWS);
+    s->data = (dsc_data){.n_rows = PAIR_ROWS, .n_features = n_features, .x = s->x,
+                         .label = s->label};
+}
+
+/*
+ * At a number of threads: the loss and gradient of the batch (rows, n) for a fresh model,
+ * then the weights after steps of plain gradient descent on it, copied into grad and params.
+ * Returns 0 when a call fails.
+ */
+static int steps_at(const pair_set *s, int threads, dsc_loss loss, size_t classes,
+                    const uint32_t *rows, size_t n, double *value, float *grad, float *params)
+{
+    const size_t steps = 4;
+    dsc_model *m = new_model(loss, s->data.n_features, classes, 8);
+    int ok = m && dsc_set_threads(threads) == DSC_OK;
+
+    for (size_t step = 0; ok && step < steps; step++) {
+        double step_loss;
+        ok = dsc_model_loss_grad(m, &s->data, rows, n, NULL, &step_loss) == DSC_OK;
+        if (!ok)
+            break;
+        float *p = dsc_model_params(m);
+        const float *g = dsc_model_grads(m);
+        if (step == 0) {
+            *value = step_loss;
+            memcpy(grad, g, dsc_model_n_params(m) * sizeof(float));
+        }
+        for (size_t i = 0; i < dsc_model_n_params(m); i++)
+            p[i] -= 0.5f * g[i];
+    }
+    ok = ok && dsc__model_linear_batches(m) == steps;
+    if (ok)
+        memcpy(params, dsc_model_params(m), dsc_model_n_params(m) * sizeof(float));
+    dsc_model_free(m);
+    return ok;
+}
+
+/*
+ * One score (logistic loss) and three (softmax); batches of 1 to 1000 rows, of one chunk
+ * and of several (those the threads share); rows 0..n-1 and a shuffled order; with and
+ * without sample weights: one thread and two give the same loss, gradient and weights after
+ * several steps, bit for bit.
+ */
+TEST(linear_batch_is_the_same_on_one_thread_and_two)
+{
+    static pair_set s;
+    static float grad_one[PAIR_FEATURES * 3 + 3], grad_two[PAIR_FEATURES * 3 + 3];
+    static float params_one[PAIR_FEATURES * 3 + 3], params_two[PAIR_FEATURES * 3 + 3];
+    const size_t batches[] = {1, 7, 32, 33, 256, 300, 1000};
+    const struct {
+        dsc_loss loss;
+        size_t classes, features;
+    } shapes[] = {
+        {DSC_LOSS_LOG, 2, PAIR_FEATURES},
+        {DSC_LOSS_SOFTMAX, 3, 37},
+    };
+    int shared = 0, cases = 0;
+
+    for (size_t sh = 0; sh < sizeof shapes / sizeof shapes[0]; sh++) {
+        size_t k = shapes[sh].classes == 2 ? 1 : shapes[sh].classes;
+        size_t n_params = (shapes[sh].features + 1) * k;
+        make_pair_set(&s, shapes[sh].features, shapes[sh].classes, 60 + sh);
+        for (size_t b = 0; b < sizeof batches / sizeof batches[0]; b++) {
+            size_t n = batches[b];
+            REQUIRE(dsc_set_threads(2) == DSC_OK);
+            shared += dsc__linear_team(n, shapes[sh].features, k) == 2;
+            for (int ordered = 0; ordered < 2; ordered++) {
+                for (int weighted = 0; weighted < 2; weighted++) {
+                    const uint32_t *rows = ordered ? s.order : NULL;
+                    s.data.weight = weighted ? s.weight : NULL;
+                    double loss_one = NAN, loss_two = NAN;
+                    REQUIRE(steps_at(&s, 1, shapes[sh].loss, shapes[sh].classes, rows, n,
+                                     &loss_one, grad_one, params_one));
+                    REQUIRE(steps_at(&s, 2, shapes[sh].loss, shapes[sh].classes, rows, n,
+                                     &loss_two, grad_two, params_two));
+                    int same = memcmp(&loss_one, &loss_two, sizeof loss_one) == 0 &&
+                               memcmp(grad_one, grad_two, n_params * sizeof(float)) == 0 &&
+                               memcmp(params_one, params_two, n_params * sizeof(float)) == 0;
+                    if (!same)
+                        fprintf(stderr, "    %s, batch %zu, %s, %s\n",
+                                dsc_loss_name(shapes[sh].loss), n,
+                                ordered ? "shuffled rows" : "rows 0..n-1",
+                                weighted ? "sample weights" : "no sample weights");
+                    CHECK(same);
+                    CHECK(max_abs(grad_one, n_params) > 0.0);
+                    cases++;
+                }
+            }
+        }
+    }
+    CHECK_EQ_INT(cases, 2 * 7 * 2 * 2);
+    /* The batches of several chunks (300 and 1000 rows) are shared by two threads. */
+    CHECK_EQ_INT(shared, TWO_THREADS == 2 ? 2 * 2 : 0);
+}
+
+/*
+ * Threads share the chunks of a batch when the library may use several: the benchmark's
+ * 1024 rows of 100 features (4 chunks) on as many as it is set to, 300 rows (2 chunks) on
+ * at most two; never when set to one; and a batch of one chunk, or of too little work,
+ * stays on one thread (measured: starting threads costs more than they save there).
+ */
+TEST(linear_threads_follow_the_thread_count)
+{
+    REQUIRE(dsc_set_threads(2) == DSC_OK);
+    CHECK_EQ_INT(dsc__linear_team(1024, 100, 1), TWO_THREADS);
+    CHECK_EQ_INT(dsc__linear_team(300, 37, 3), TWO_THREADS);
+    CHECK_EQ_INT(dsc__linear_team(32, 100, 1), 1);
+    CHECK_EQ_INT(dsc__linear_team(256, 100, 10), 1);
+    CHECK_EQ_INT(dsc__linear_team(1000, 1, 1), 1);
+    REQUIRE(dsc_set_threads(1) == DSC_OK);
+    CHECK_EQ_INT(dsc__linear_team(1024, 100, 1), 1);
+    REQUIRE(dsc_set_threads(3) == DSC_OK);
+    CHECK_EQ_INT(dsc__linear_team(1024, 100, 1), THREE_THREADS);
+    CHECK_EQ_INT(dsc__linear_team(300, 100, 1), TWO_THREADS);
+}
