@@ -25,11 +25,14 @@
  * to CHUNK_ROWS rows (or below PARALLEL_WORK multiply-adds) runs on one thread; and models
  * beyond MAX_WEIGHTS weights take the general path, whose blocked kernels suit them better.
  * Sharing one chunk was tried and measured (rows split for the scores and losses, then the
- * inputs split for the gradient, which keeps every sum's order): on the 2-core machine of
- * PARALLEL_WORK it made 32 and 64 rows of 100 inputs slower (0.6 to 0.8 times the speed of
- * one thread, whose 32 rows take ~3 us) and 128 to 1024 rows only 1.0 to 1.3 times faster,
- * as each thread's gradient reads half its rows from the other core's cache, and starting
- * the threads and the barrier between the steps cost 1.5 to 2.5 us a batch.
+ * inputs split for the gradient, which keeps every sum's order): on the 2-core machine
+ * described at PARALLEL_WORK it made 32 and 64 rows of 100 inputs slower (0.6 to 0.8 times
+ * the speed of one thread, whose 32 rows take ~3 us) and 128 to 1024 rows only 1.0 to 1.3
+ * times faster, as each thread's gradient reads half its rows from the other core's cache,
+ * and starting the threads and the barrier between the steps cost 1.5 to 2.5 us a batch.
+ * So small batches (the default of 32) gain nothing from a second thread. Threads kept
+ * running across batches by the training loop, rather than started for each batch, are
+ * the step that could change that.
  */
 #include "internal.h"
 
@@ -308,7 +311,8 @@ double dsc__linear_loss_grad(const dsc_linear_batch *job)
      * Chunk 0 sums into the gradient itself, chunk c > 0 into partial (c - 1). Which thread
      * runs a chunk does not change its sums, so threads take chunks as they come free (a
      * busy machine may hold one back). One thread runs them without a parallel region:
-     * starting even a region of one thread took 0.6 us on the machine of PARALLEL_WORK.
+     * starting even a region of one thread took 0.6 us on the machine described at
+     * PARALLEL_WORK.
      */
     if (chunks > 1)
         memset(job->partial, 0, (chunks - 1) * stride * sizeof(float));
