@@ -159,6 +159,34 @@ double dsc__linear_loss_grad(const dsc_linear_batch *job);
 void dsc__model_allow_linear(dsc_model *m, int allow);
 uint64_t dsc__model_linear_batches(const dsc_model *m);
 
+/* ---- The optimizer's step with an undo (optim.c) ---- */
+
+/*
+ * What a dense step changes, kept so that the divergence guard can undo it: the weights
+ * and, with state 1, every moment buffer (values holds dsc__optim_keep_floats(opt, state)
+ * floats: the weights, then each buffer) and the step count, rate and NAdam product.
+ */
+typedef struct dsc_optim_keep {
+    float *values;
+    int state;
+    int64_t steps;
+    double lr, mu_product;
+} dsc_optim_keep;
+
+/* Floats of keep->values for opt (SIZE_MAX when that overflows). */
+size_t dsc__optim_keep_floats(const dsc_optim *opt, int state);
+
+/*
+ * dsc_optim_step (arguments checked by the caller) that first copies what it changes into
+ * keep, and sets *finite to whether every weight is finite after it. Each block of weights
+ * is copied, updated and checked while it is in cache.
+ */
+int dsc__optim_step_kept(dsc_optim *opt, float *params, const float *grads,
+                         dsc_optim_keep *keep, bool *finite);
+
+/* Put back what keep holds: the weights and optimizer state before that step. */
+void dsc__optim_undo(dsc_optim *opt, float *params, const dsc_optim_keep *keep);
+
 /* ---- Dense layer kernels (dense.c) ---- */
 
 /* Rows of a matrix: row i is at base + rows[i] * stride, or base + (first + i) * stride. */

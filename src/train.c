@@ -69,9 +69,11 @@ struct dsc_trainer {
     double epoch_loss_sum; /* sum of batch loss * batch rows so far */
     size_t epoch_rows;     /* rows whose loss counted (skipped batches do not) */
 
-    /* The divergence guard: a copy of the weights and optimizer state before each step. */
-    float *snapshot;
-    unsigned char *opt_snapshot;
+    /*
+     * The divergence guard: a copy of the weights (and, to back off, the optimizer state)
+     * before each step, taken by the dense step itself (dsc__optim_step_kept).
+     */
+    dsc_optim_keep kept;
     size_t opt_state_size;
     int have_snapshot;
     double lr_scale;       /* product of the back-offs so far */
@@ -320,11 +322,12 @@ static bool never_dense(const dsc_train_config *cfg, const dsc_data *train)
 /* The dense step's snapshot of every weight and of the optimizer's state (for the guard). */
 static bool allocate_dense_snapshot(dsc_trainer *t)
 {
-    if (!t->snapshot)
-        t->snapshot = dsc__alloc(dsc__mul(dsc_model_n_params(t->model), sizeof(float)));
-    if (!t->opt_snapshot && t->cfg.on_divergence == DSC_DIVERGE_BACKOFF)
-        t->opt_snapshot = dsc__alloc(t->opt_state_size);
-    return t->snapshot && (t->opt_snapshot || t->cfg.on_divergence != DSC_DIVERGE_BACKOFF);
+    if (!t->kept.values) {
+        t->kept.state = t->cfg.on_divergence == DSC_DIVERGE_BACKOFF;
+        size_t floats = dsc__optim_keep_floats(t->opt, t->kept.state);
+        t->kept.values = dsc__alloc(dsc__mul(floats, sizeof(float)));
+    }
+    return t->kept.values != NULL;
 }
 
 /* Allocate the trainer's buffers; false when one allocation failed. */
@@ -533,8 +536,7 @@ void dsc_trainer_free(dsc_trainer *t)
     dsc__free(t->order);
     dsc__free(t->val_rows);
     dsc__free(t->class_weight);
-    dsc__free(t->snapshot);
-    dsc__free(t->opt_snapshot);
+    dsc__free(t->kept.values);
     dsc__free(t->best);
     dsc__free(t->history);
     dsc__free(t->metrics);
@@ -660,11 +662,9 @@ static int restore_snapshot(dsc_trainer *t)
 
     /* A dense step's snapshot: taken with the scale folded. */
     dsc_model *m = t->model;
-    memcpy(dsc__model_raw_params(m), t->snapshot, dsc_model_n_params(m) * sizeof(float));
+    dsc__optim_undo(t->opt, dsc__model_raw_params(m), &t->kept);
     dsc__model_set_scale(m, 1.0);
     t->first_sq_ok = 0;
-    if (t->opt_snapshot)
-        return dsc_optim_state_load(t->opt, t->opt_snapshot, t->opt_state_size);
     return DSC_OK;
 }
 
@@ -685,21 +685,6 @@ static int diverged(dsc_trainer *t, const char *what, double lr)
     }
     t->retries++;
     t->lr_scale *= t->cfg.backoff;
-    return DSC_OK;
-}
-
-/* Keep the weights (and for the guard the optimizer state) before a dense update. */
-static int take_snapshot(dsc_trainer *t)
-{
-    memcpy(t->snapshot, dsc__model_raw_params(t->model),
-           dsc_model_n_params(t->model) * sizeof(float));
-    if (t->opt_snapshot) {
-        int rc = dsc_optim_state_save(t->opt, t->opt_snapshot, t->opt_state_size);
-        if (rc < 0)
-            return rc;
-    }
-    t->snap_sparse = 0;
-    t->have_snapshot = 1;
     return DSC_OK;
 }
 
@@ -887,13 +872,14 @@ static int take_step(dsc_trainer *t, const uint32_t *rows, size_t n, double *los
     if (t->cfg.clip_norm > 0.0)
         dsc_clip_norm(grads, n_params, t->cfg.clip_norm);
 
-    rc = take_snapshot(t);
-    if (rc == DSC_OK)
-        rc = dsc_optim_step(t->opt, params, grads);
+    bool params_finite;
+    rc = dsc__optim_step_kept(t->opt, params, grads, &t->kept, &params_finite);
     if (rc < 0)
         return rc;
+    t->snap_sparse = 0;
+    t->have_snapshot = 1;
     t->first_sq_ok = 0;
-    if (!dsc__all_finite(params, n_params)) {
+    if (!params_finite) {
         /* Undo this update at once: the snapshot holds the weights just before it. */
         restore_snapshot(t);
         t->have_snapshot = 0;

@@ -91,7 +91,8 @@ double dsc__now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-bool dsc__all_finite(const float *a, size_t n)
+/* Whether a[0..n) are all finite, on one thread. */
+static bool all_finite_serial(const float *a, size_t n)
 {
     /* x * 0 is 0 for a finite x and NaN otherwise; 8 partial sums keep it vectorised. */
     float acc[8] = {0};
@@ -107,4 +108,25 @@ bool dsc__all_finite(const float *a, size_t n)
     for (int l = 0; l < 8; l++)
         total += acc[l];
     return total == 0.0f;
+}
+
+/* Blocks of the check shared among threads, from FINITE_PARALLEL floats (see optim.c). */
+#define FINITE_BLOCK 8192
+#define FINITE_PARALLEL 65536
+
+bool dsc__all_finite(const float *a, size_t n)
+{
+    int threads = n >= FINITE_PARALLEL ? dsc_threads() : 1;
+    if (threads < 2)
+        return all_finite_serial(a, n);
+
+    size_t blocks = (n + FINITE_BLOCK - 1) / FINITE_BLOCK;
+    int bad = 0;
+#pragma omp parallel for schedule(static) num_threads(threads) reduction(| : bad)
+    for (size_t b = 0; b < blocks; b++) {
+        size_t begin = b * FINITE_BLOCK;
+        size_t len = n - begin < FINITE_BLOCK ? n - begin : FINITE_BLOCK;
+        bad |= !all_finite_serial(a + begin, len);
+    }
+    return !bad;
 }

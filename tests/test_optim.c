@@ -6,6 +6,8 @@
  */
 #include "test.h"
 
+#include "internal.h"
+
 #include <float.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -1101,4 +1103,212 @@ TEST(optim_clip_value_clamps)
     CHECK(g[0] == -0.6f && g[4] == 0.6f);
     dsc_clip_value(g, 5, 0.0f);
     CHECK(g[0] == 0.0f && g[1] == 0.0f && g[4] == 0.0f);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Large steps: blocks shared among threads, and the undo of the divergence guard             */
+/* ------------------------------------------------------------------------------------------ */
+
+/* Enough parameters for the dense step to share its blocks among threads; not a round size. */
+#define BIG_PARAMS 200003
+/* The serial copies: each updates a slice of this many parameters on its own. */
+#define SLICE_PARAMS 1000
+
+/* Threads the library takes when asked for two: one in a build without OpenMP. */
+#ifdef _OPENMP
+#define TWO_THREADS 2
+#else
+#define TWO_THREADS 1
+#endif
+
+static float big_grad(int t, size_t i)
+{
+    return grad_at(t, i % 17, 1.0) * (float)(1.0 + (double)(i % 1013) / 1013.0);
+}
+
+/* The weights after 3 steps of kind over BIG_PARAMS parameters at a number of threads. */
+static float *big_run(dsc_optimizer kind, int threads)
+{
+    dsc_optim_config c;
+    full_config(&c, kind);
+    dsc_optim *opt = dsc_optim_new(&c, BIG_PARAMS, NULL);
+    float *params = malloc(BIG_PARAMS * sizeof(float));
+    float *grads = malloc(BIG_PARAMS * sizeof(float));
+    int ok = opt && params && grads && dsc_set_threads(threads) == DSC_OK;
+
+    for (size_t i = 0; ok && i < BIG_PARAMS; i++)
+        params[i] = start_params[i % N_PARAMS];
+    for (int t = 1; ok && t <= 3; t++) {
+        for (size_t i = 0; i < BIG_PARAMS; i++)
+            grads[i] = big_grad(t, i);
+        ok = dsc_optim_step(opt, params, grads) == DSC_OK;
+    }
+    dsc_set_threads(1);
+    dsc_optim_free(opt);
+    free(grads);
+    if (!ok) {
+        free(params);
+        return NULL;
+    }
+    return params;
+}
+
+/* The same 3 steps, each slice of SLICE_PARAMS parameters by an optimizer of its own. */
+static float *sliced_run(dsc_optimizer kind)
+{
+    dsc_optim_config c;
+    full_config(&c, kind);
+    float *params = malloc(BIG_PARAMS * sizeof(float));
+    float *grads = malloc(BIG_PARAMS * sizeof(float));
+    int ok = params && grads;
+
+    for (size_t i = 0; ok && i < BIG_PARAMS; i++)
+        params[i] = start_params[i % N_PARAMS];
+    for (size_t first = 0; ok && first < BIG_PARAMS; first += SLICE_PARAMS) {
+        size_t n = BIG_PARAMS - first < SLICE_PARAMS ? BIG_PARAMS - first : SLICE_PARAMS;
+        dsc_optim *opt = dsc_optim_new(&c, n, NULL);
+        ok = opt != NULL;
+        for (int t = 1; ok && t <= 3; t++) {
+            for (size_t i = 0; i < n; i++)
+                grads[first + i] = big_grad(t, first + i);
+            ok = dsc_optim_step(opt, params + first, grads + first) == DSC_OK;
+        }
+        dsc_optim_free(opt);
+    }
+    free(grads);
+    if (!ok) {
+        free(params);
+        return NULL;
+    }
+    return params;
+}
+
+/*
+ * Every rule updates each parameter from its own values only, so a step of 200,003
+ * parameters shared among threads in blocks gives, bit for bit, what one thread gives and
+ * what small optimizers stepping one slice each give.
+ */
+TEST(optim_large_step_is_the_same_on_any_number_of_threads)
+{
+    for (int kind = 0; kind < DSC_OPT_COUNT; kind++) {
+        float *one = big_run((dsc_optimizer)kind, 1);
+        float *two = big_run((dsc_optimizer)kind, TWO_THREADS);
+        float *sliced = sliced_run((dsc_optimizer)kind);
+        REQUIRE(one && two && sliced);
+
+        CHECK(memcmp(one, two, BIG_PARAMS * sizeof(float)) == 0);
+        CHECK(memcmp(one, sliced, BIG_PARAMS * sizeof(float)) == 0);
+        CHECK(one[BIG_PARAMS - 1] != start_params[(BIG_PARAMS - 1) % N_PARAMS]);
+        if (test_failures)
+            fprintf(stderr, "    (in the case: %s)\n", dsc_optimizer_name((dsc_optimizer)kind));
+        free(one);
+        free(two);
+        free(sliced);
+    }
+}
+
+/* A step of opt kept in keep, then undone: the weights and the state image as before. */
+static void check_undo(dsc_optim *opt, float *params, float *grads, size_t n, int state)
+{
+    size_t image_size = dsc_optim_state_size(opt);
+    unsigned char *before = malloc(image_size), *after = malloc(image_size);
+    float *start = malloc(n * sizeof(float));
+    dsc_optim_keep keep = {.state = state};
+    keep.values = malloc(dsc__optim_keep_floats(opt, state) * sizeof(float));
+    REQUIRE(before && after && start && keep.values);
+
+    CHECK_EQ_INT(dsc_optim_state_save(opt, before, image_size), DSC_OK);
+    memcpy(start, params, n * sizeof(float));
+    bool finite = false;
+    CHECK_EQ_INT(dsc__optim_step_kept(opt, params, grads, &keep, &finite), DSC_OK);
+    CHECK(finite);
+    CHECK(memcmp(start, params, n * sizeof(float)) != 0);
+    CHECK_EQ_INT(dsc_optim_state_save(opt, after, image_size), DSC_OK);
+    CHECK(memcmp(before, after, image_size) != 0);
+
+    dsc__optim_undo(opt, params, &keep);
+    CHECK(memcmp(start, params, n * sizeof(float)) == 0);
+    CHECK_EQ_INT(dsc_optim_state_save(opt, after, image_size), DSC_OK);
+    if (state)
+        CHECK(memcmp(before, after, image_size) == 0);
+
+    /* An infinite gradient at the last parameter: the step says its weights are not all
+     * finite, and the undo still brings everything back. */
+    grads[n - 1] = INFINITY;
+    CHECK_EQ_INT(dsc__optim_step_kept(opt, params, grads, &keep, &finite), DSC_OK);
+    CHECK(!finite);
+    dsc__optim_undo(opt, params, &keep);
+    CHECK(memcmp(start, params, n * sizeof(float)) == 0);
+    grads[n - 1] = 0.5f;
+
+    free(keep.values);
+    free(start);
+    free(before);
+    free(after);
+}
+
+/*
+ * dsc__optim_step_kept, the divergence guard's step, keeps what it changes: the undo puts
+ * back the weights and (with state) the whole optimizer state to the bit, for every rule,
+ * on one thread and shared among two, and it reports a weight that is not finite.
+ */
+TEST(optim_kept_step_is_undone_to_the_bit)
+{
+    size_t sizes[] = {N_PARAMS, BIG_PARAMS};
+
+    for (int kind = 0; kind < DSC_OPT_COUNT; kind++) {
+        for (size_t s = 0; s < 2; s++) {
+            for (int state = 0; state <= 1; state++) {
+                size_t n = sizes[s];
+                dsc_optim_config c;
+                full_config(&c, (dsc_optimizer)kind);
+                dsc_optim *opt = dsc_optim_new(&c, n, NULL);
+                float *params = malloc(n * sizeof(float));
+                float *grads = malloc(n * sizeof(float));
+                REQUIRE(opt && params && grads);
+                REQUIRE(dsc_set_threads(TWO_THREADS) == DSC_OK);
+                for (size_t i = 0; i < n; i++) {
+                    params[i] = start_params[i % N_PARAMS];
+                    grads[i] = big_grad(1, i);
+                }
+                /* One step first, so that the moments are not all zero. */
+                CHECK_EQ_INT(dsc_optim_step(opt, params, grads), DSC_OK);
+                for (size_t i = 0; i < n; i++)
+                    grads[i] = big_grad(2, i);
+                check_undo(opt, params, grads, n, state);
+                dsc_set_threads(1);
+                if (test_failures)
+                    fprintf(stderr, "    (in the case: %s, %zu parameters, state %d)\n",
+                            dsc_optimizer_name((dsc_optimizer)kind), n, state);
+                dsc_optim_free(opt);
+                free(params);
+                free(grads);
+            }
+        }
+    }
+}
+
+/* A value that is not finite is found wherever it is, on one thread and on two. */
+TEST(optim_all_finite_finds_one_bad_value_anywhere)
+{
+    float *a = calloc(BIG_PARAMS, sizeof(float));
+    size_t places[] = {0, 8191, 8192, 100000, BIG_PARAMS - 1};
+    float bad[] = {NAN, INFINITY, -INFINITY};
+    REQUIRE(a);
+
+    for (int threads = 1; threads <= TWO_THREADS; threads++) {
+        REQUIRE(dsc_set_threads(threads) == DSC_OK);
+        CHECK(dsc__all_finite(a, BIG_PARAMS));
+        for (size_t p = 0; p < sizeof places / sizeof places[0]; p++) {
+            for (size_t b = 0; b < 3; b++) {
+                a[places[p]] = bad[b];
+                CHECK(!dsc__all_finite(a, BIG_PARAMS));
+                a[places[p]] = FLT_MAX;
+                CHECK(dsc__all_finite(a, BIG_PARAMS));
+                a[places[p]] = 0.0f;
+            }
+        }
+    }
+    dsc_set_threads(1);
+    free(a);
 }
