@@ -153,12 +153,9 @@ BENCH_QUICK_FLAG := $(if $(filter 1 yes true,$(BENCH_QUICK)),--quick)
 
 bench-build: $(BUILD)/bench/descent_bench
 
-# Without the data readers in the library yet, the driver builds without task 2 (n/a).
 $(BUILD)/bench/descent_bench: bench/descent_bench.c include/descent.h $(BUILD)/libdescent.a
 	mkdir -p $(BUILD)/bench
-	$(CC) $(CFLAGS) $(BENCH_CFLAGS) -o $@ $< $(BUILD)/libdescent.a $(BENCH_LIBS) $(LDLIBS) || \
-	$(CC) $(CFLAGS) $(BENCH_CFLAGS) -DBENCH_NO_TABLE_READ -o $@ $< $(BUILD)/libdescent.a \
-	    $(BENCH_LIBS) $(LDLIBS)
+	$(CC) $(CFLAGS) $(BENCH_CFLAGS) -o $@ $< $(BUILD)/libdescent.a $(BENCH_LIBS) $(LDLIBS)
 
 bench: bench-build
 	$(MAKE) --no-print-directory $(BUILD)/descent || \

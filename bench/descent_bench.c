@@ -479,7 +479,6 @@ static int cmd_train(const options *opts)
 
 /* ---- Task 2: read a LIBSVM file, then train ---------------------------------------------- */
 
-#ifndef BENCH_NO_TABLE_READ
 /*
  * Read a LIBSVM file with dsc_table_read, train on it, and print the read, train and total
  * times. Test accuracy comes from the dense test part and is left out (nan) when the file's
@@ -543,14 +542,6 @@ static int cmd_libsvm(const options *opts)
     dsc_table_free(table);
     return 0;
 }
-#else
-static int cmd_libsvm(const options *opts)
-{
-    (void)opts;
-    not_available("dsc_table_read is not in libdescent.a yet (reader not linked)");
-    return 3;
-}
-#endif
 
 /* ---- Hardware reference: one pass over the data at memory bandwidth ---------------------- */
 

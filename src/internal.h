@@ -133,6 +133,8 @@ typedef struct dsc_linear_batch {
     double *row_loss;          /* out: each row's share of the batch loss */
     float *dw, *db;            /* out: the gradient of the data loss */
     float *partial;            /* work space of the chunks beyond the first */
+    const uint32_t *ahead;     /* rows of the next batch, to ask for early (or NULL) */
+    size_t n_ahead;
 } dsc_linear_batch;
 
 /* 1 when a model of n_inputs x k weights takes the one-pass path (small enough to stay in
@@ -157,6 +159,15 @@ double dsc__linear_loss_grad(const dsc_linear_batch *job);
  * number of batches it has computed so far.
  */
 void dsc__model_allow_linear(dsc_model *m, int allow);
+
+/*
+ * dsc_model_loss_grad for the trainer, which checked every row and label of d when it
+ * started: the batch's rows are not checked again. ahead[0..n_ahead) are the rows of the
+ * next batch (NULL for none); the one-pass path asks for them while it ends this batch.
+ */
+int dsc__model_loss_grad_checked(dsc_model *m, const dsc_data *d, const uint32_t *rows,
+                                 size_t n, const dsc_objective *obj, const uint32_t *ahead,
+                                 size_t n_ahead, double *loss);
 uint64_t dsc__model_linear_batches(const dsc_model *m);
 
 /* ---- The optimizer's step with an undo (optim.c) ---- */

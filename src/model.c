@@ -75,6 +75,8 @@ struct dsc_model {
     double *row_loss;          /* capacity: each row's share of the batch loss */
     float *partial;            /* the gradients of a batch's chunks beyond the first */
     uint64_t linear_batches;   /* batches computed by the one-pass path */
+    const uint32_t *ahead;     /* the trainer's next rows, asked for early (or NULL) */
+    size_t n_ahead;
 
     /*
      * The sparse step (sparse.h). The first layer's weights are stored as v with
@@ -583,7 +585,7 @@ static size_t row_at(const uint32_t *rows, size_t first, size_t i)
 }
 
 static int check_data(const dsc_model *m, const dsc_data *d, const uint32_t *rows,
-                      size_t first, size_t n, int need_targets)
+                      size_t first, size_t n, int need_targets, int rows_checked)
 {
     if (!d)
         return dsc__fail(DSC_EINVAL, "data: NULL");
@@ -596,7 +598,7 @@ static int check_data(const dsc_model *m, const dsc_data *d, const uint32_t *row
         return dsc__fail(DSC_EINVAL, "data: rows %zu..%zu beyond the %zu rows", first,
                          first + n, d->n_rows);
 
-    for (size_t i = 0; rows && i < n; i++) {
+    for (size_t i = 0; rows && !rows_checked && i < n; i++) {
         if (rows[i] >= d->n_rows)
             return dsc__fail(DSC_EINVAL, "data: row %u beyond the %zu rows", rows[i],
                              d->n_rows);
@@ -607,7 +609,7 @@ static int check_data(const dsc_model *m, const dsc_data *d, const uint32_t *row
     if (dsc_model_is_classifier(m)) {
         if (!d->label)
             return dsc__fail(DSC_EINVAL, "data: a classifier needs class labels");
-        for (size_t i = 0; i < n; i++) {
+        for (size_t i = 0; !rows_checked && i < n; i++) {
             int32_t label = d->label[row_at(rows, first, i)];
             if (label < 0 || (size_t)label >= m->cfg.n_outputs)
                 return dsc__fail(DSC_EINVAL, "data: row %zu has class %d, outside 0..%zu",
@@ -979,13 +981,13 @@ static int check_objective(const dsc_model *m, const dsc_objective *obj)
 
 /* Check a batch and size the work buffers for it. */
 static int check_batch(dsc_model *m, const dsc_data *d, const uint32_t *rows, size_t n,
-                       const dsc_objective *obj, const double *loss)
+                       const dsc_objective *obj, int rows_checked, const double *loss)
 {
     if (!m || !loss)
         return dsc__fail(DSC_EINVAL, "model: NULL argument");
     if (n == 0)
         return dsc__fail(DSC_EINVAL, "model: a batch needs at least one row");
-    int rc = check_data(m, d, rows, 0, n, 1);
+    int rc = check_data(m, d, rows, 0, n, 1, rows_checked);
     if (rc == DSC_OK)
         rc = check_objective(m, obj);
     if (rc == DSC_OK)
@@ -1085,6 +1087,8 @@ static int one_pass_loss_grad(dsc_model *m, const dsc_data *d, const uint32_t *r
         .dw = layer->dw,
         .db = layer->db,
         .partial = m->partial,
+        .ahead = m->ahead,
+        .n_ahead = m->n_ahead,
     };
     *total = dsc__linear_loss_grad(&job);
     m->linear_batches++;
@@ -1093,9 +1097,9 @@ static int one_pass_loss_grad(dsc_model *m, const dsc_data *d, const uint32_t *r
 
 /* The loss (and, when grad, the gradient) of a batch; see dsc_model_loss_grad. */
 static int batch_loss(dsc_model *m, const dsc_data *d, const uint32_t *rows, size_t n,
-                      const dsc_objective *obj, int grad, double *loss)
+                      const dsc_objective *obj, int grad, int rows_checked, double *loss)
 {
-    int rc = check_batch(m, d, rows, n, obj, loss);
+    int rc = check_batch(m, d, rows, n, obj, rows_checked, loss);
     if (rc < 0)
         return rc;
     fold_scale(m);
@@ -1163,7 +1167,7 @@ int dsc__model_loss_grad_rows(dsc_model *m, const dsc_data *d, const uint32_t *r
                               const dsc_objective *obj, double first_sq, int sort_rows,
                               int packed, double *loss, dsc_row_set *set, bool *rows_finite)
 {
-    int rc = check_batch(m, d, rows, n, obj, loss);
+    int rc = check_batch(m, d, rows, n, obj, 0, loss);
     if (rc < 0)
         return rc;
     if (d->x || !m->marks || (obj && obj->l1 != 0.0))
@@ -1213,20 +1217,32 @@ int dsc__model_loss_grad_rows(dsc_model *m, const dsc_data *d, const uint32_t *r
 int dsc_model_loss_grad(dsc_model *m, const dsc_data *d, const uint32_t *rows, size_t n,
                         const dsc_objective *obj, double *loss)
 {
-    return batch_loss(m, d, rows, n, obj, 1, loss);
+    return batch_loss(m, d, rows, n, obj, 1, 0, loss);
+}
+
+int dsc__model_loss_grad_checked(dsc_model *m, const dsc_data *d, const uint32_t *rows,
+                                 size_t n, const dsc_objective *obj, const uint32_t *ahead,
+                                 size_t n_ahead, double *loss)
+{
+    m->ahead = ahead;
+    m->n_ahead = n_ahead;
+    int rc = batch_loss(m, d, rows, n, obj, 1, 1, loss);
+    m->ahead = NULL;
+    m->n_ahead = 0;
+    return rc;
 }
 
 int dsc_model_loss(dsc_model *m, const dsc_data *d, const uint32_t *rows, size_t n,
                    const dsc_objective *obj, double *loss)
 {
-    return batch_loss(m, d, rows, n, obj, 0, loss);
+    return batch_loss(m, d, rows, n, obj, 0, 0, loss);
 }
 
 int dsc_model_decision(dsc_model *m, const dsc_data *d, size_t first, size_t n, float *out)
 {
     if (!m || !out)
         return dsc__fail(DSC_EINVAL, "model: NULL argument");
-    int rc = check_data(m, d, NULL, first, n, 0);
+    int rc = check_data(m, d, NULL, first, n, 0, 0);
     if (rc == DSC_OK && n > 0)
         rc = dsc_model_reserve(m, n < PREDICT_CHUNK ? n : PREDICT_CHUNK);
     if (rc < 0)
@@ -1281,7 +1297,7 @@ int dsc_model_predict_proba(dsc_model *m, const dsc_data *d, size_t first, size_
     if (loss != DSC_LOSS_LOG && loss != DSC_LOSS_SOFTMAX && loss != DSC_LOSS_MODIFIED_HUBER)
         return dsc__fail(DSC_EINVAL, "model: the %s loss gives no probabilities",
                          dsc_loss_name(loss));
-    int rc = check_data(m, d, NULL, first, n, 0);
+    int rc = check_data(m, d, NULL, first, n, 0, 0);
     if (rc == DSC_OK && n > 0)
         rc = dsc_model_reserve(m, n < PREDICT_CHUNK ? n : PREDICT_CHUNK);
     if (rc < 0)
@@ -1325,7 +1341,7 @@ int dsc_model_predict_class(dsc_model *m, const dsc_data *d, size_t first, size_
         return dsc__fail(DSC_EINVAL, "model: NULL argument");
     if (!dsc_model_is_classifier(m))
         return dsc__fail(DSC_EINVAL, "model: a regression model predicts no class");
-    int rc = check_data(m, d, NULL, first, n, 0);
+    int rc = check_data(m, d, NULL, first, n, 0, 0);
     if (rc == DSC_OK && n > 0)
         rc = dsc_model_reserve(m, n < PREDICT_CHUNK ? n : PREDICT_CHUNK);
     if (rc < 0)

@@ -857,7 +857,9 @@ static int take_step(dsc_trainer *t, const uint32_t *rows, size_t n, double *los
 
     /* The dense step, on the weights as they are (the scale folded). */
     dsc__model_fold(m);
-    int rc = dsc_model_loss_grad(m, &t->train, rows, n, &t->cfg.objective, loss);
+    size_t after = t->pos + n; /* rows is the order from t->pos */
+    int rc = dsc__model_loss_grad_checked(m, &t->train, rows, n, &t->cfg.objective,
+                                          t->order + after, t->n_train - after, loss);
     if (rc < 0)
         return rc;
     if (!isfinite(*loss))

@@ -706,3 +706,52 @@ TEST(linear_threads_follow_the_thread_count)
     CHECK_EQ_INT(dsc__linear_team(1024, 100, 1), THREE_THREADS);
     CHECK_EQ_INT(dsc__linear_team(300, 100, 1), TWO_THREADS);
 }
+
+/*
+ * A model with one score (binary logistic, one-target regression) sums each row's score in
+ * eight partial sums as dense.c's dot product does, four rows at a time, and its gradient in
+ * row order: up to one chunk of rows, the one-pass loss, scores and gradient equal the
+ * general path's bit for bit (which keeps the built-in dot products for one output even
+ * with OpenBLAS), for feature counts around multiples of eight and batches around groups of
+ * four.
+ */
+TEST(linear_one_score_sums_as_the_dense_kernels)
+{
+    static linear_set s;
+    size_t features[] = {1, 7, 8, 9, 13, 16, 41};
+    size_t batches[] = {1, 3, 4, 5, 8, 31, 32, 256};
+    dsc_loss losses[] = {DSC_LOSS_LOG, DSC_LOSS_SQUARED};
+
+    for (size_t f = 0; f < sizeof features / sizeof features[0]; f++) {
+        make_set(&s, MAX_ROWS, features[f], 2, 1, 900 + f);
+        for (size_t l = 0; l < 2; l++) {
+            dsc_model *fused = new_model(losses[l], features[f], l == 0 ? 2 : 1, 17 + f);
+            dsc_model *general = new_model(losses[l], features[f], l == 0 ? 2 : 1, 17 + f);
+            REQUIRE(fused && general);
+            REQUIRE(dsc_model_n_logits(fused) == 1);
+            dsc__model_allow_linear(general, 0);
+            for (size_t b = 0; b < sizeof batches / sizeof batches[0]; b++) {
+                double loss_fused = 0.0, loss_general = 1.0;
+                CHECK_EQ_INT(dsc_model_loss_grad(fused, &s.data, s.order + 7, batches[b], NULL,
+                                                 &loss_fused), DSC_OK);
+                CHECK_EQ_INT(dsc_model_loss_grad(general, &s.data, s.order + 7, batches[b],
+                                                 NULL, &loss_general), DSC_OK);
+                size_t n = dsc_model_n_params(fused);
+                CHECK(loss_fused == loss_general);
+                CHECK(memcmp(dsc_model_grads(fused), dsc_model_grads(general),
+                             n * sizeof(float)) == 0);
+                CHECK(memcmp(dsc__model_logits(fused), dsc__model_logits(general),
+                             batches[b] * sizeof(float)) == 0);
+                if (test_failures) {
+                    fprintf(stderr, "    (%zu features, %s, batch %zu)\n", features[f],
+                            dsc_loss_name(losses[l]), batches[b]);
+                    break;
+                }
+            }
+            CHECK(dsc__model_linear_batches(fused) > 0);
+            CHECK(dsc__model_linear_batches(general) == 0);
+            dsc_model_free(fused);
+            dsc_model_free(general);
+        }
+    }
+}
