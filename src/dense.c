@@ -44,6 +44,13 @@ static int use_threads(size_t n, size_t k, size_t m)
     return (double)n * (double)k * (double)m >= PARALLEL_WORK;
 }
 
+/* dW's rows [p0, p0 + rows) and columns [j0, j0 + cols) set to zero: a task's own outputs. */
+static void zero_block(float *dw, size_t m, size_t p0, size_t rows, size_t j0, size_t cols)
+{
+    for (size_t r = 0; r < rows; r++)
+        memset(dw + (p0 + r) * m + j0, 0, cols * sizeof(float));
+}
+
 /* A dot product of length k with LANES partial sums. */
 VECTOR_CLONES
 static float dot(const float *x, const float *y, size_t k)
@@ -113,11 +120,12 @@ static void forward_tile(const float *const a[ROW_BLOCK], size_t k, const float 
     store8(z[3] + j0 + 8, c31);
 }
 
-/* One full tile of dW += A^T dZ: rows [p0, p0 + 4) and columns [j0, j0 + 16). */
+/* One full tile of dW = A^T dZ: rows [p0, p0 + 4) and columns [j0, j0 + 16). */
 VECTOR_CLONES
 static void grad_w_tile(const dsc_rows *in, size_t n, size_t p0, const float *dz, size_t m,
                         size_t j0, float *dw)
 {
+    zero_block(dw, m, p0, ROW_BLOCK, j0, COL_BLOCK);
     float *d0 = dw + p0 * m + j0, *d1 = d0 + m, *d2 = d1 + m, *d3 = d2 + m;
     v8f c00 = load8(d0), c01 = load8(d0 + 8), c10 = load8(d1), c11 = load8(d1 + 8);
     v8f c20 = load8(d2), c21 = load8(d2 + 8), c30 = load8(d3), c31 = load8(d3 + 8);
@@ -170,6 +178,7 @@ static void forward_tile(const float *const a[ROW_BLOCK], size_t k, const float 
 static void grad_w_tile(const dsc_rows *in, size_t n, size_t p0, const float *dz, size_t m,
                         size_t j0, float *dw)
 {
+    zero_block(dw, m, p0, ROW_BLOCK, j0, COL_BLOCK);
     for (size_t i = 0; i < n; i++) {
         const float *a = row_of(in, i) + p0;
         for (size_t r = 0; r < ROW_BLOCK; r++) {
@@ -283,7 +292,10 @@ static void blas_forward(const dsc_rows *in, size_t n, size_t k, const float *w,
     }
 }
 
-/* dW += A^T dZ: tasks of BLAS_COLS rows of dW, each summing the batch in slices of rows. */
+/*
+ * dW = A^T dZ: tasks of BLAS_COLS rows of dW, each summing the batch in slices of rows; the
+ * first slice overwrites the task's rows (beta 0), so nothing needs zeroing beforehand.
+ */
 static void blas_grad_w(const dsc_rows *in, size_t n, size_t k, const float *dz, size_t m,
                         float *dw)
 {
@@ -302,7 +314,8 @@ static void blas_grad_w(const dsc_rows *in, size_t n, size_t k, const float *dz,
             int lda;
             const float *a = input_block(in, i0, rows, p0, cols, buf, &lda);
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)cols, (int)m, (int)rows,
-                        1.0f, a, lda, dz + i0 * m, (int)m, 1.0f, dw + p0 * m, (int)m);
+                        1.0f, a, lda, dz + i0 * m, (int)m, i0 == 0 ? 0.0f : 1.0f, dw + p0 * m,
+                        (int)m);
         }
     }
 }
@@ -396,6 +409,7 @@ void dsc__dense_forward(const dsc_rows *in, size_t n, size_t k, const float *w, 
 static void grad_w_edge(const dsc_rows *in, size_t n, size_t p0, size_t rows,
                         const float *dz, size_t m, size_t j0, size_t cols, float *dw)
 {
+    zero_block(dw, m, p0, rows, j0, cols);
     for (size_t i = 0; i < n; i++) {
         const float *a = row_of(in, i) + p0;
         const float *g = dz + i * m + j0;
@@ -407,11 +421,12 @@ static void grad_w_edge(const dsc_rows *in, size_t n, size_t p0, size_t rows,
     }
 }
 
-/* dW of a one-output layer: dw[p] += a_i[p] * dz_i over contiguous p, row by row. */
+/* dW of a one-output layer: dw[p] = sum of a_i[p] * dz_i over contiguous p, row by row. */
 VECTOR_CLONES
 static void grad_w_column(const dsc_rows *in, size_t n, size_t p0, size_t len,
                           const float *dz, float *dw)
 {
+    memset(dw + p0, 0, len * sizeof(float));
     for (size_t i = 0; i < n; i++) {
         const float *a = row_of(in, i) + p0;
         float g = dz[i];
@@ -424,6 +439,7 @@ void dsc__dense_grad_w(const dsc_rows *in, size_t n, size_t k, const float *dz, 
                        float *dw, float *db)
 {
     /* db: each column summed over the rows in order. */
+    memset(db, 0, m * sizeof(float));
     for (size_t i = 0; i < n; i++) {
         for (size_t j = 0; j < m; j++)
             db[j] += dz[i * m + j];
@@ -505,12 +521,13 @@ void dsc__dense_grad_w_ref(const dsc_rows *in, size_t n, size_t k, const float *
                            float *dw, float *db)
 {
     for (size_t j = 0; j < m; j++) {
+        db[j] = 0.0f;
         for (size_t i = 0; i < n; i++)
             db[j] += dz[i * m + j];
     }
     for (size_t p = 0; p < k; p++) {
         for (size_t j = 0; j < m; j++) {
-            float sum = dw[p * m + j];
+            float sum = 0.0f;
             for (size_t i = 0; i < n; i++)
                 sum += row_of(in, i)[p] * dz[i * m + j];
             dw[p * m + j] = sum;

@@ -211,7 +211,10 @@ typedef struct dsc_rows {
 /* Z (n x m) = A (n x k) W (k x m) + b, row by row. */
 void dsc__dense_forward(const dsc_rows *in, size_t n, size_t k, const float *w, const float *b,
                         size_t m, float *z);
-/* dW (k x m) += A^T dZ and db (m) += column sums of dZ (n x m). */
+/*
+ * dW (k x m) = A^T dZ and db (m) = the column sums of dZ (n x m): both overwritten, each
+ * task zeroing only the outputs it writes (so no pass over dW is needed beforehand).
+ */
 void dsc__dense_grad_w(const dsc_rows *in, size_t n, size_t k, const float *dz, size_t m,
                        float *dw, float *db);
 /* dA (n x k) = dZ (n x m) W^T. */

@@ -1116,7 +1116,9 @@ static int batch_loss(dsc_model *m, const dsc_data *d, const uint32_t *rows, siz
         if (rc < 0)
             return rc;
         if (grad) {
-            memset(m->grads, 0, m->n_params * sizeof(float));
+            /* Dense layers overwrite their gradient (dense.c); sparse rows add into it. */
+            if (!d->x)
+                memset(m->grads, 0, m->n_params * sizeof(float));
             backward(m, d, rows, n, 0);
             m->grads_dirty = 1;
             m->packed_pending = 0;
