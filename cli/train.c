@@ -115,6 +115,17 @@ static int read_data(const train_args *args, const train_plan *plan, train_data 
 }
 
 /*
+ * Whether the features are standardised: dense ones unless --no-standardize, sparse ones
+ * never (centring would make them dense). Features read from LIBSVM are sparse even when
+ * the table stores them dense.
+ */
+static int train_standardizes(const train_args *args, dsc_table *table)
+{
+    return !args->no_standardize && dsc_table_data(table)->x != NULL &&
+           dsc_prep_format(dsc_table_prep(table)) != DSC_FORMAT_LIBSVM;
+}
+
+/*
  * Hold out the validation rows exactly as the trainer will (same fraction, seed and
  * stratification), fit the preprocessing on the other rows, and apply it to all.
  */
@@ -146,8 +157,7 @@ static int prepare_data(const train_args *args, train_data *input, int classifie
         }
     }
 
-    /* Sparse features are never standardised (centring would make them dense). */
-    int standardize = !args->no_standardize && data->x != NULL;
+    int standardize = train_standardizes(args, input->table);
     rc = dsc_prep_fit(prep, input->table, input->train_rows, input->n_train, standardize);
     if (rc >= 0)
         rc = dsc_prep_apply(prep, input->table);
@@ -613,7 +623,7 @@ static char *settings_text(const train_run *run, const dsc_train_config *cfg)
     bad |= add_setting(&buf, &len, &cap, "seed", "%lld", (long long)a->seed);
     bad |= add_setting(&buf, &len, &cap, "init", "%s", a->init_text);
     bad |= add_setting(&buf, &len, &cap, "standardize", "%d",
-                       !a->no_standardize && dsc_table_data(run->input.table)->x != NULL);
+                       train_standardizes(a, run->input.table));
     bad |= add_setting(&buf, &len, &cap, "shuffle", "%d", !a->no_shuffle);
     bad |= add_setting(&buf, &len, &cap, "threads", "%d", dsc_threads());
     bad |= add_setting(&buf, &len, &cap, "epochs_run", "%zu", n_epochs);

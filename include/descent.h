@@ -686,12 +686,16 @@ typedef struct dsc_prep dsc_prep;
 typedef struct dsc_table dsc_table;
 
 /*
- * Read a data file in one pass. With prep NULL the encoding (columns, levels, classes) is
- * learned from the file, as for training; with prep given, the file is encoded the way prep
+ * Read a data file. With prep NULL the encoding (columns, levels, classes) is learned
+ * from the file, as for training; with prep given, the file is encoded the way prep
  * says, as for prediction: a level unseen in training becomes all zeros (counted by
  * dsc_table_n_unseen) and a class unseen in training is an error. "-" reads standard input.
  * Missing values, when allowed, are left as NaN until dsc_prep_apply. Every malformed input
  * is an error whose message names the file, line and column.
+ *
+ * LIBSVM features are sparse data (see dsc_prep_fit), stored as CSR, or as a dense x when
+ * that takes no more memory (about half the cells named or more) and no value is zero. A
+ * LIBSVM regular file is parsed on dsc_threads() threads, with the same table on any number.
  *
  * A data cache (dsc_table_save_cache) is recognised by its first bytes, whatever its name or
  * opts->format, and memory-mapped: the table's arrays point into the file, nothing is parsed
@@ -743,8 +747,10 @@ int dsc_cache_verify(const char *path);
 /*
  * Learn the imputation values of the missing-value policy and, when standardize is set, each
  * feature's mean and standard deviation, from rows[0..n) of table (rows NULL: every row).
- * Sparse data is scaled but not centred, so that it stays sparse. A constant feature is
- * left unscaled.
+ * Sparse data is scaled but not centred, so that it stays sparse: CSR data, and data read
+ * from a LIBSVM file, which dsc_table_read stores dense when that takes less memory (then
+ * none of its values is zero, and the fit is the one of the same rows in CSR). A constant
+ * feature is left unscaled.
  */
 int dsc_prep_fit(dsc_prep *prep, const dsc_table *table, const uint32_t *rows, size_t n,
                  int standardize);
@@ -757,6 +763,12 @@ void dsc_prep_free(dsc_prep *prep);
 
 /* A copy of prep that the caller owns. */
 dsc_prep *dsc_prep_copy(const dsc_prep *prep, int *err);
+
+/*
+ * The format of the file the encoding was learned from (DSC_FORMAT_AUTO for none). Features
+ * from DSC_FORMAT_LIBSVM are sparse data, however the table stores them (dsc_prep_fit).
+ */
+dsc_format dsc_prep_format(const dsc_prep *prep);
 
 /* Encoded features, classes (0 for regression) and their names. */
 size_t dsc_prep_n_features(const dsc_prep *prep);

@@ -346,6 +346,11 @@ out_of_memory:
     return dsc__fail_null(err, DSC_ENOMEM);
 }
 
+dsc_format dsc_prep_format(const dsc_prep *prep)
+{
+    return prep ? prep->format : DSC_FORMAT_AUTO;
+}
+
 size_t dsc_prep_n_features(const dsc_prep *prep)
 {
     return prep ? prep->n_features : 0;
@@ -576,6 +581,45 @@ done:
 }
 
 /*
+ * The stored entries of a row for a sparse fit: its CSR entries, or, for a LIBSVM file that
+ * the reader stored dense, the non-zeros of its dense row gathered into col_buf and val_buf
+ * (n_features each). The reader stores a file dense only when none of its values is zero,
+ * so these are the file's entries in its order, and the fit gives the bits it gives on CSR.
+ */
+typedef struct row_entries {
+    const uint32_t *col;
+    const float *val;
+    size_t n;
+} row_entries;
+
+static row_entries entries_of(const dsc_data *data, size_t r, uint32_t *col_buf,
+                              float *val_buf)
+{
+    row_entries row;
+
+    if (!data->x) {
+        uint64_t first = data->row_ptr[r];
+        row.col = data->col + first;
+        row.val = data->val + first;
+        row.n = (size_t)(data->row_ptr[r + 1] - first);
+        return row;
+    }
+    const float *x = data->x + r * data->n_features;
+    size_t n = 0;
+    for (size_t j = 0; j < data->n_features; j++) {
+        if (x[j] != 0.0f) {
+            col_buf[n] = (uint32_t)j;
+            val_buf[n] = x[j];
+            n++;
+        }
+    }
+    row.col = col_buf;
+    row.val = val_buf;
+    row.n = n;
+    return row;
+}
+
+/*
  * The slots of a sparse fit: its statistics are kept per slot, one slot for each feature
  * that has a stored entry in the fitted rows. A LIBSVM file that names feature 2^30 once
  * has 2^30 features; arrays of per-feature sums would cost gigabytes for one entry, so when
@@ -621,11 +665,12 @@ static int slots_build(fit_slots *s, const dsc_data *data, const uint32_t *rows,
     size_t k = data->n_features, entries = 0;
 
     memset(s, 0, sizeof *s);
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; !data->x && i < n; i++) {
         size_t r = fit_row(rows, i);
         entries += (size_t)(data->row_ptr[r + 1] - data->row_ptr[r]);
     }
-    if (k / 4 <= entries) { /* arrays of k are no bigger than a table of the entries */
+    /* Arrays of k are no bigger than a table of the entries (or than a dense row). */
+    if (data->x || k / 4 <= entries) {
         s->direct = true;
         s->n_slots = k;
         return 0;
@@ -679,19 +724,21 @@ static int fit_sparse(dsc_prep *prep, const dsc_data *data, const uint32_t *rows
     size_t *missing = dsc__calloc(n_slots, sizeof(size_t)); /* NaN entries */
     float *values = NULL;
     size_t *start = NULL;
+    uint32_t *col_buf = data->x ? dsc__alloc(dsc__mul(k, sizeof(uint32_t))) : NULL;
+    float *val_buf = data->x ? dsc__alloc(dsc__mul(k, sizeof(float))) : NULL;
     int rc = 0;
 
-    if (!sum || !sumsq || !stored || !missing) {
+    if (!sum || !sumsq || !stored || !missing || (data->x && (!col_buf || !val_buf))) {
         rc = dsc__fail(DSC_ENOMEM, "dsc_prep_fit: out of memory for %zu features", k);
         goto done;
     }
     for (size_t i = 0; i < n; i++) {
-        size_t r = fit_row(rows, i);
-        for (uint64_t e = data->row_ptr[r]; e < data->row_ptr[r + 1]; e++) {
-            float v = data->val[e];
-            if (data->col[e] >= k)
+        row_entries row = entries_of(data, fit_row(rows, i), col_buf, val_buf);
+        for (size_t e = 0; e < row.n; e++) {
+            float v = row.val[e];
+            if (row.col[e] >= k)
                 continue;
-            size_t s = slot_of(&slots, data->col[e]);
+            size_t s = slot_of(&slots, row.col[e]);
             if (isnan(v)) {
                 missing[s]++;
             } else {
@@ -723,10 +770,10 @@ static int fit_sparse(dsc_prep *prep, const dsc_data *data, const uint32_t *rows
         }
         start[n_slots] = total;
         for (size_t i = 0; i < n; i++) {
-            size_t r = fit_row(rows, i);
-            for (uint64_t e = data->row_ptr[r]; e < data->row_ptr[r + 1]; e++) {
-                if (data->col[e] < k && !isnan(data->val[e]))
-                    values[start[slot_of(&slots, data->col[e])]++] = data->val[e];
+            row_entries row = entries_of(data, fit_row(rows, i), col_buf, val_buf);
+            for (size_t e = 0; e < row.n; e++) {
+                if (row.col[e] < k && !isnan(row.val[e]))
+                    values[start[slot_of(&slots, row.col[e])]++] = row.val[e];
             }
         }
         for (size_t s = 0; s < n_slots; s++) {
@@ -769,13 +816,13 @@ static int fit_sparse(dsc_prep *prep, const dsc_data *data, const uint32_t *rows
         sumsq[s] = 0.0;
     }
     for (size_t i = 0; i < n; i++) {
-        size_t r = fit_row(rows, i);
-        for (uint64_t e = data->row_ptr[r]; e < data->row_ptr[r + 1]; e++) {
-            uint32_t j = data->col[e];
+        row_entries row = entries_of(data, fit_row(rows, i), col_buf, val_buf);
+        for (size_t e = 0; e < row.n; e++) {
+            uint32_t j = row.col[e];
             if (j >= k)
                 continue;
             size_t s = slot_of(&slots, j);
-            double v = isnan(data->val[e]) ? (impute ? prep->impute[j] : 0.0) : data->val[e];
+            double v = isnan(row.val[e]) ? (impute ? prep->impute[j] : 0.0) : row.val[e];
             sumsq[s] += (v - sum[s]) * (v - sum[s]);
         }
     }
@@ -797,6 +844,8 @@ done:
     dsc__free(missing);
     dsc__free(values);
     dsc__free(start);
+    dsc__free(col_buf);
+    dsc__free(val_buf);
     slots_free(&slots);
     return rc;
 }
@@ -841,9 +890,11 @@ int dsc_prep_fit(dsc_prep *prep, const dsc_table *table, const uint32_t *rows, s
     scratch.mean = new_mean;
     scratch.scale = new_scale;
     int rc = 0; /* with neither imputation nor scaling there is nothing to learn */
+    /* A LIBSVM file holds sparse data even when the reader stored it dense. */
+    bool sparse = !data->x || (table->prep && table->prep->format == DSC_FORMAT_LIBSVM);
     if (impute || standardize)
-        rc = data->x ? fit_dense(&scratch, data, rows, n, impute, standardize != 0)
-                     : fit_sparse(&scratch, data, rows, n, impute, standardize != 0);
+        rc = sparse ? fit_sparse(&scratch, data, rows, n, impute, standardize != 0)
+                    : fit_dense(&scratch, data, rows, n, impute, standardize != 0);
     if (rc) {
         dsc__free(new_impute);
         dsc__free(new_mean);
