@@ -70,25 +70,10 @@ static float dot(const float *x, const float *y, size_t k)
     return sum;
 }
 
-#if defined(__GNUC__)
-/*
- * Eight floats as one value, so that a tile's accumulators stay in registers (an array of
- * accumulators gets spilled to memory). Lane by lane this is the arithmetic of the scalar
- * loops, in the same order.
- */
-typedef float v8f __attribute__((vector_size(32)));
-
-static inline v8f load8(const float *p)
-{
-    v8f v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
-static inline void store8(float *p, v8f v)
-{
-    memcpy(p, &v, sizeof v);
-}
+#if DSC_HAVE_V8F
+typedef dsc__v8f v8f;
+#define load8 dsc__load8
+#define store8 dsc__store8
 
 /* One full tile of Z = A W + b: rows a[0..4), columns [j0, j0 + 16). */
 VECTOR_CLONES

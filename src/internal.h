@@ -110,6 +110,30 @@ const float *dsc__model_logits(const dsc_model *m);
 #define DSC_PREFETCH(address) ((void)(address))
 #endif
 
+/*
+ * Eight floats as one value (GCC and Clang), so that accumulators stay in registers: an
+ * array of accumulators gets spilled to memory. Lane by lane this is the arithmetic of the
+ * scalar loops, in the same order, so both give the same bits.
+ */
+#if defined(__GNUC__)
+#define DSC_HAVE_V8F 1
+typedef float dsc__v8f __attribute__((vector_size(32)));
+
+static inline dsc__v8f dsc__load8(const float *p)
+{
+    dsc__v8f v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline void dsc__store8(float *p, dsc__v8f v)
+{
+    memcpy(p, &v, sizeof v);
+}
+#else
+#define DSC_HAVE_V8F 0
+#endif
+
 /* ---- Linear models in one pass (linear.c) ---- */
 
 /*
