@@ -824,18 +824,24 @@ static int parse_stream(libsvm_reader *r, FILE *in)
     return rc;
 }
 
-/* The arrays of the rows read so far (the caches of known classes stay). */
-static void free_rows(libsvm_reader *r)
+/* Free the CSR arrays of r. */
+static void free_csr(libsvm_reader *r)
 {
     dsc__free(r->row_ptr);
     dsc__free(r->col);
     dsc__free(r->val);
-    dsc__free(r->x);
-    dsc__free(r->target);
-    dsc__free(r->label);
     r->row_ptr = NULL;
     r->col = NULL;
     r->val = NULL;
+}
+
+/* The arrays of the rows read so far (the caches of known classes stay). */
+static void free_rows(libsvm_reader *r)
+{
+    free_csr(r);
+    dsc__free(r->x);
+    dsc__free(r->target);
+    dsc__free(r->label);
     r->x = NULL;
     r->target = NULL;
     r->label = NULL;
@@ -932,12 +938,7 @@ static int csr_to_dense(libsvm_reader *r, size_t width)
         for (uint64_t e = r->row_ptr[i]; e < r->row_ptr[i + 1]; e++)
             row[r->col[e]] = r->val[e];
     }
-    dsc__free(r->row_ptr);
-    dsc__free(r->col);
-    dsc__free(r->val);
-    r->row_ptr = NULL;
-    r->col = NULL;
-    r->val = NULL;
+    free_csr(r);
     r->x = x;
     r->width = width;
     return DSC_OK;
