@@ -273,8 +273,9 @@ def render(report):
     if m.get("repeat", 1) > 1:
         parts.append("")
         parts.append("Each row ran %d times and shows its run of median time (per epoch, or "
-                     "end to end for tasks 2 and 5; every run's time is in results.json); a row whose first run took over %.0f s "
-                     "ran once. The hardware references are the best of 7 passes." % (
+                     "end to end for tasks 2 and 5; every run's time is in results.json); "
+                     "a row whose first run took over %.0f s ran once. The hardware "
+                     "references are the best of 7 passes." % (
                          m["repeat"], m.get("long_run_s", 20.0)))
     parts.append("")
     for task, title in TITLES.items():
