@@ -280,14 +280,20 @@ static void row_losses(const dsc_linear_batch *job, size_t first, size_t count)
 {
     const dsc_data *d = job->data;
     size_t k = job->k;
+    /* Without row or class weights every row has the share 1 / weight_sum (one division). */
+    int weighted = d->weight || (job->classifier && job->class_weight);
+    double unweighted_share = 1.0 / job->weight_sum;
 
     for (size_t i = first; i < first + count; i++) {
         size_t r = row_index(job, i);
         int32_t label = job->classifier ? d->label[r] : 0;
-        double share = d->weight ? (double)d->weight[r] : 1.0;
-        if (job->classifier && job->class_weight)
-            share *= job->class_weight[label];
-        share /= job->weight_sum;
+        double share = unweighted_share;
+        if (weighted) {
+            share = d->weight ? (double)d->weight[r] : 1.0;
+            if (job->classifier && job->class_weight)
+                share *= job->class_weight[label];
+            share /= job->weight_sum;
+        }
         const float *y = job->classifier ? NULL : d->y + r * d->n_targets;
         job->row_loss[i] = share * dsc__row_loss(job->loss, job->loss_param, job->z + i * k, k,
                                                  label, y, (float)share, job->dz + i * k);

@@ -132,6 +132,15 @@ double dsc__row_loss(dsc_loss loss, float param, const float *z, size_t k, int32
     if (loss == DSC_LOSS_SOFTMAX)
         return softmax_loss(z, k, label, scale, dz);
 
+    /* Binary logistic regression, the common case: the loop below for one score. */
+    if (loss == DSC_LOSS_LOG && k == 1) {
+        double t = label == 1 ? 1.0 : -1.0;
+        total = margin_loss(DSC_LOSS_LOG, t * (double)z[0], &grad);
+        if (dz)
+            dz[0] = (float)(scale * t * grad);
+        return total;
+    }
+
     if (!dsc_loss_is_classification(loss)) {
         double share = 1.0 / (double)k; /* the mean over the targets */
         for (size_t j = 0; j < k; j++) {
