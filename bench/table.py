@@ -227,8 +227,10 @@ def targets(res):
                   res.ratio(r, "total_s"), 10)
     d2 = res.descent("t2", "read + batch 32 x5")
     if d2 and num(d2, "read_mbs"):
-        check("t2 descent read speed (MB/s, whole reader)", num(d2, "read_mbs"), 300, "high",
-              " MB/s")
+        # The issue asks for 300 MB/s per core: the reader's speed over the threads it had.
+        threads = max(1, int(num(d2, "threads") or 1))
+        check("t2 descent read speed per core (MB/s, %d threads)" % threads,
+              num(d2, "read_mbs") / threads, 300, "high", " MB/s")
     for batch, goal in ((32, 2), (256, 1.2)):
         d = res.descent("t4-fmnist", "batch %d" % batch)
         p = next((r for r in res.of("t4-fmnist") if r.get("tool") == "torch" and
