@@ -365,14 +365,12 @@ def run_repeated(run_once, repeat):
     while (len(runs) < repeat and runs[0]["status"] == "ok" and
            runs[0].get("wall_s", 0.0) < LONG_RUN_S):
         runs.append(run_once())
-    timed = sorted((r for r in runs if r["status"] == "ok" and time_of(r) is not None),
-                   key=time_of)
+    timed = [r for r in runs if r["status"] == "ok" and time_of(r) is not None]
     if not timed:
         return runs[0]
-    keep = timed[(len(timed) - 1) // 2]
+    keep = sorted(timed, key=time_of)[(len(timed) - 1) // 2]
     keep["runs"] = len(runs)
-    keep["run_times"] = [time_of(r) for r in runs if r["status"] == "ok" and
-                         time_of(r) is not None]
+    keep["run_times"] = [time_of(r) for r in timed]
     return keep
 
 

@@ -71,20 +71,16 @@ static float dot(const float *x, const float *y, size_t k)
 }
 
 #if DSC_HAVE_V8F
-typedef dsc__v8f v8f;
-#define load8 dsc__load8
-#define store8 dsc__store8
-
 /* One full tile of Z = A W + b: rows a[0..4), columns [j0, j0 + 16). */
 VECTOR_CLONES
 static void forward_tile(const float *const a[ROW_BLOCK], size_t k, const float *w,
                          const float *b, size_t m, size_t j0, float *const z[ROW_BLOCK])
 {
-    v8f c00 = load8(b + j0), c01 = load8(b + j0 + 8);
-    v8f c10 = c00, c11 = c01, c20 = c00, c21 = c01, c30 = c00, c31 = c01;
+    dsc__v8f c00 = dsc__load8(b + j0), c01 = dsc__load8(b + j0 + 8);
+    dsc__v8f c10 = c00, c11 = c01, c20 = c00, c21 = c01, c30 = c00, c31 = c01;
 
     for (size_t p = 0; p < k; p++) {
-        v8f w0 = load8(w + p * m + j0), w1 = load8(w + p * m + j0 + 8);
+        dsc__v8f w0 = dsc__load8(w + p * m + j0), w1 = dsc__load8(w + p * m + j0 + 8);
         float a0 = a[0][p], a1 = a[1][p], a2 = a[2][p], a3 = a[3][p];
         c00 += a0 * w0;
         c01 += a0 * w1;
@@ -95,14 +91,14 @@ static void forward_tile(const float *const a[ROW_BLOCK], size_t k, const float 
         c30 += a3 * w0;
         c31 += a3 * w1;
     }
-    store8(z[0] + j0, c00);
-    store8(z[0] + j0 + 8, c01);
-    store8(z[1] + j0, c10);
-    store8(z[1] + j0 + 8, c11);
-    store8(z[2] + j0, c20);
-    store8(z[2] + j0 + 8, c21);
-    store8(z[3] + j0, c30);
-    store8(z[3] + j0 + 8, c31);
+    dsc__store8(z[0] + j0, c00);
+    dsc__store8(z[0] + j0 + 8, c01);
+    dsc__store8(z[1] + j0, c10);
+    dsc__store8(z[1] + j0 + 8, c11);
+    dsc__store8(z[2] + j0, c20);
+    dsc__store8(z[2] + j0 + 8, c21);
+    dsc__store8(z[3] + j0, c30);
+    dsc__store8(z[3] + j0 + 8, c31);
 }
 
 /* One full tile of dW = A^T dZ: rows [p0, p0 + 4) and columns [j0, j0 + 16). */
@@ -112,12 +108,14 @@ static void grad_w_tile(const dsc_rows *in, size_t n, size_t p0, const float *dz
 {
     zero_block(dw, m, p0, ROW_BLOCK, j0, COL_BLOCK);
     float *d0 = dw + p0 * m + j0, *d1 = d0 + m, *d2 = d1 + m, *d3 = d2 + m;
-    v8f c00 = load8(d0), c01 = load8(d0 + 8), c10 = load8(d1), c11 = load8(d1 + 8);
-    v8f c20 = load8(d2), c21 = load8(d2 + 8), c30 = load8(d3), c31 = load8(d3 + 8);
+    dsc__v8f c00 = dsc__load8(d0), c01 = dsc__load8(d0 + 8);
+    dsc__v8f c10 = dsc__load8(d1), c11 = dsc__load8(d1 + 8);
+    dsc__v8f c20 = dsc__load8(d2), c21 = dsc__load8(d2 + 8);
+    dsc__v8f c30 = dsc__load8(d3), c31 = dsc__load8(d3 + 8);
 
     for (size_t i = 0; i < n; i++) {
         const float *a = row_of(in, i) + p0;
-        v8f g0 = load8(dz + i * m + j0), g1 = load8(dz + i * m + j0 + 8);
+        dsc__v8f g0 = dsc__load8(dz + i * m + j0), g1 = dsc__load8(dz + i * m + j0 + 8);
         c00 += a[0] * g0;
         c01 += a[0] * g1;
         c10 += a[1] * g0;
@@ -127,14 +125,14 @@ static void grad_w_tile(const dsc_rows *in, size_t n, size_t p0, const float *dz
         c30 += a[3] * g0;
         c31 += a[3] * g1;
     }
-    store8(d0, c00);
-    store8(d0 + 8, c01);
-    store8(d1, c10);
-    store8(d1 + 8, c11);
-    store8(d2, c20);
-    store8(d2 + 8, c21);
-    store8(d3, c30);
-    store8(d3 + 8, c31);
+    dsc__store8(d0, c00);
+    dsc__store8(d0 + 8, c01);
+    dsc__store8(d1, c10);
+    dsc__store8(d1 + 8, c11);
+    dsc__store8(d2, c20);
+    dsc__store8(d2 + 8, c21);
+    dsc__store8(d3, c30);
+    dsc__store8(d3 + 8, c31);
 }
 
 #else /* compilers without vector extensions: the same tiles as arrays */
