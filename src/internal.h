@@ -194,6 +194,12 @@ int dsc__model_loss_grad_checked(dsc_model *m, const dsc_data *d, const uint32_t
                                  size_t n_ahead, double *loss);
 uint64_t dsc__model_linear_batches(const dsc_model *m);
 
+/*
+ * 1 when a batch of `batch` rows of d takes the one-pass path on the calling thread alone (a
+ * batch of one chunk, or too little work to share), which leaves the other threads idle.
+ */
+int dsc__model_one_pass_alone(const dsc_model *m, const dsc_data *d, size_t batch);
+
 /* ---- The optimizer's step with an undo (optim.c) ---- */
 
 /*

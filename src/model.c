@@ -1054,6 +1054,12 @@ static int takes_one_pass(const dsc_model *m, const dsc_data *d)
     return d->x && m->linear_allowed && linear_fits(m);
 }
 
+int dsc__model_one_pass_alone(const dsc_model *m, const dsc_data *d, size_t batch)
+{
+    return takes_one_pass(m, d) &&
+           dsc__linear_team(batch, m->layers[0].n_in, m->layers[0].n_out) == 1;
+}
+
 /*
  * The data loss and its gradient in one pass over the rows (linear.c), for a model without
  * hidden layers on dense rows: the same values as data_loss and backward together.

@@ -168,6 +168,13 @@ uint64_t dsc__optim_elements_updated(const dsc_optim *opt);
  */
 int dsc__trainer_allow_sparse_step(dsc_trainer *t, int allow);
 
+/*
+ * Test hook: warm the rows on a second thread (1, the default) or never (0), for training sets
+ * of at least min_bytes; and the number of epochs that ran with a warming thread.
+ */
+int dsc__trainer_set_warming(dsc_trainer *t, int warming, size_t min_bytes);
+uint64_t dsc__trainer_warmed_epochs(const dsc_trainer *t);
+
 /* ---- sparse.c: the dense helpers restricted to a set ---- */
 
 /* Number of elements in set. */

@@ -31,6 +31,9 @@
 
 #include <math.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 /* More epochs than this in one run are refused: their history alone would be huge. */
 #define MAX_EPOCHS 100000000
@@ -38,6 +41,15 @@
 /* Streams derived from the seed, so that the split and the shuffles do not share numbers. */
 #define SPLIT_STREAM 0x5b1e7a11d00dULL
 #define SHUFFLE_STREAM 0x5f0ff1e5eedULL
+
+/*
+ * Warming (see warmed_epoch): the second thread keeps up to WARM_BYTES of the rows that come
+ * next loaded, WARM_SLICE rows between looks at the trainer's position, for training sets of
+ * at least WARM_MIN_BYTES (a smaller one stays in the cache).
+ */
+#define WARM_BYTES (128 * 1024)
+#define WARM_SLICE 8
+#define WARM_MIN_BYTES (16 * 1024 * 1024)
 
 struct dsc_trainer {
     dsc_model *model;
@@ -102,6 +114,10 @@ struct dsc_trainer {
     double first_sq;         /* sum of squares of the stored first-layer weights (for l2) */
     int first_sq_ok;
     uint64_t first_sq_revision; /* valid while the model's revision is this */
+
+    int warming;            /* 1 (the default): warm the rows on a second thread when it pays */
+    size_t warm_min_bytes;  /* the smallest training set warmed (a test hook lowers it) */
+    uint64_t warmed_epochs; /* epochs whose batches ran with a warming thread */
 
     int64_t steps;
     double best_monitored;
@@ -370,6 +386,8 @@ static int prepare_sparse_step(dsc_trainer *t)
     dsc_model *m = t->model;
 
     t->rows_allowed = 1;
+    t->warming = 1;
+    t->warm_min_bytes = WARM_MIN_BYTES;
     if (d->x || t->cfg.objective.l1 != 0.0)
         return DSC_OK;
 
@@ -993,6 +1011,14 @@ static int finish_epoch(dsc_trainer *t)
     return t->stop == DSC_STOP_NONE ? 1 : 0;
 }
 
+/* The epoch's order, shuffled before its first step. */
+static void draw_order(dsc_trainer *t)
+{
+    if (t->pos == 0 && !t->shuffled && t->cfg.shuffle)
+        dsc_rng_shuffle(&t->shuffle_rng, t->order, t->n_train);
+    t->shuffled = 1;
+}
+
 int dsc_trainer_step(dsc_trainer *t)
 {
     if (!t)
@@ -1005,9 +1031,7 @@ int dsc_trainer_step(dsc_trainer *t)
     if (dsc_optim_n_trainable(t->opt) == 0)
         return dsc__fail(DSC_EFROZEN, "train: every layer is frozen; nothing to train");
 
-    if (t->pos == 0 && !t->shuffled && t->cfg.shuffle)
-        dsc_rng_shuffle(&t->shuffle_rng, t->order, t->n_train);
-    t->shuffled = 1;
+    draw_order(t);
 
     size_t n = t->n_train - t->pos < t->batch ? t->n_train - t->pos : t->batch;
     double loss;
@@ -1023,13 +1047,144 @@ int dsc_trainer_step(dsc_trainer *t)
     return t->pos >= t->n_train ? finish_epoch(t) : 1;
 }
 
+/*
+ * Warming. A batch of a model without hidden layers that fits one chunk (linear.c; the default
+ * batch of 32) runs on one thread, and on a large shuffled set most of its time waits for rows
+ * to come from memory. Given two or more threads, a second thread then walks the epoch's
+ * order a few hundred rows ahead of the trainer and loads those rows, so that they wait in the
+ * cache the two cores share. It only reads: the steps, and so the results, are the same bits
+ * as on one thread. The trainer publishes its position after each step; the warming thread
+ * looks at it every WARM_SLICE rows and waits (spinning) once it is WARM_BYTES ahead.
+ *
+ * The warming thread runs while the trainer takes the steps of the epoch but the last; the
+ * last step (validation, the stopping rules, the caller's epoch function) runs after it has
+ * stopped, with every thread free again.
+ *
+ * Known limit: the waiting thread spins, so on a machine with fewer free cores than threads
+ * it takes time from other work; and only the one-pass path is warmed, although a small
+ * multilayer batch waits for its rows in the same way.
+ */
+static int warming_pays(const dsc_trainer *t)
+{
+#ifdef _OPENMP
+    double bytes = (double)t->n_train * (double)t->train.n_features * sizeof(float);
+
+    return t->warming && t->train.x && t->cfg.shuffle && dsc_threads() >= 2 &&
+           omp_get_num_procs() >= 2 && !omp_in_parallel() && bytes >= (double)t->warm_min_bytes &&
+           t->n_train - t->pos > t->batch && t->stop == DSC_STOP_NONE && !t->failed &&
+           dsc__model_one_pass_alone(t->model, &t->train, t->batch);
+#else
+    (void)t;
+    return 0;
+#endif
+}
+
+#ifdef _OPENMP
+/* A hint to the core that this thread is waiting for another. */
+static void spin_pause(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+/*
+ * The warming thread: loads every cache line of the rows order[at, at + ahead) while the
+ * trainer is at `at`, until *finished. The loads are volatile so that they are made.
+ */
+static void warm_rows(const float *x, size_t width, const uint32_t *order, size_t n,
+                      size_t ahead, const size_t *progress, const int *finished)
+{
+    const size_t line_floats = 64 / sizeof(float);
+    size_t next = 0;
+
+    for (;;) {
+        size_t at;
+        int done;
+#pragma omp atomic read
+        at = *progress;
+#pragma omp atomic read
+        done = *finished;
+        if (done)
+            return;
+
+        size_t from = next > at ? next : at;
+        size_t to = n - at > ahead ? at + ahead : n;
+        if (to - from > WARM_SLICE && from < to)
+            to = from + WARM_SLICE;
+        if (from >= to) {
+            spin_pause();
+            continue;
+        }
+        for (size_t i = from; i < to; i++) {
+            const volatile float *row = x + (size_t)order[i] * width;
+            for (size_t j = 0; j < width; j += line_floats)
+                (void)row[j];
+            (void)row[width - 1];
+        }
+        next = to;
+    }
+}
+
+/* The steps of the epoch but its last, with a second thread warming the rows. */
+static int warmed_epoch(dsc_trainer *t)
+{
+    size_t row_bytes = t->train.n_features * sizeof(float);
+    size_t ahead = WARM_BYTES / row_bytes > WARM_SLICE ? WARM_BYTES / row_bytes : WARM_SLICE;
+    size_t progress = t->pos;
+    int finished = 0, rc = 1, warmers = 0;
+
+    draw_order(t);
+#pragma omp parallel num_threads(2)
+    {
+        if (omp_get_thread_num() == 0) {
+            warmers = omp_get_num_threads() - 1;
+            while (rc == 1 && t->n_train - t->pos > t->batch) {
+                rc = dsc_trainer_step(t);
+#pragma omp atomic write
+                progress = t->pos;
+            }
+#pragma omp atomic write
+            finished = 1;
+        } else {
+            warm_rows(t->train.x, t->train.n_features, t->order, t->n_train, ahead, &progress,
+                      &finished);
+        }
+    }
+    if (warmers > 0)
+        t->warmed_epochs++;
+    return rc;
+}
+#endif
+
+int dsc__trainer_set_warming(dsc_trainer *t, int warming, size_t min_bytes)
+{
+    if (!t)
+        return dsc__fail(DSC_EINVAL, "train: NULL trainer");
+    t->warming = warming != 0;
+    t->warm_min_bytes = min_bytes;
+    return DSC_OK;
+}
+
+uint64_t dsc__trainer_warmed_epochs(const dsc_trainer *t)
+{
+    return t->warmed_epochs;
+}
+
 int dsc_trainer_epoch(dsc_trainer *t)
 {
     if (!t)
         return dsc__fail(DSC_EINVAL, "train: NULL trainer");
     size_t epochs_before = t->n_epochs;
-    int rc;
+    int rc = 1;
 
+#ifdef _OPENMP
+    if (t->pos == 0 && warming_pays(t)) {
+        rc = warmed_epoch(t);
+        if (rc != 1)
+            return rc;
+    }
+#endif
     do {
         rc = dsc_trainer_step(t);
     } while (rc == 1 && t->n_epochs == epochs_before);

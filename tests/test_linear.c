@@ -12,6 +12,7 @@
  */
 #include "test.h"
 #include "internal.h"
+#include "sparse.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -754,4 +755,85 @@ TEST(linear_one_score_sums_as_the_dense_kernels)
             dsc_model_free(general);
         }
     }
+}
+
+/* The outcome of training on s at a number of threads, warming allowed at any size. */
+typedef struct {
+    int rc;
+    int64_t failed_step;
+    uint64_t warmed;
+    size_t n_epochs;
+    double losses[4];
+    float params[PAIR_FEATURES + 1];
+} warm_run;
+
+static int warm_run_at(const pair_set *s, int threads, size_t batch, double lr, warm_run *out)
+{
+    dsc_model *m = new_model(DSC_LOSS_LOG, s->data.n_features, 2, 8);
+    dsc_train_config cfg;
+    dsc_train_config_default(&cfg);
+    cfg.batch = batch;
+    cfg.epochs = 3;
+    cfg.tol = -1.0;
+    cfg.val_fraction = 0.0;
+    cfg.seed = 12;
+    cfg.optim.kind = DSC_OPT_SGD;
+    cfg.optim.lr = lr;
+    cfg.on_divergence = DSC_DIVERGE_STOP;
+    dsc_trainer *t = m && dsc_set_threads(threads) == DSC_OK
+                         ? dsc_trainer_new(m, &s->data, NULL, &cfg, NULL)
+                         : NULL;
+    int ok = t && dsc__trainer_set_warming(t, 1, 0) == DSC_OK;
+
+    if (ok) {
+        memset(out, 0, sizeof *out);
+        out->rc = dsc_trainer_run(t);
+        out->failed_step = dsc_trainer_failed_step(t);
+        out->warmed = dsc__trainer_warmed_epochs(t);
+        const dsc_epoch_stats *history = dsc_trainer_history(t, &out->n_epochs);
+        for (size_t e = 0; e < out->n_epochs && e < 4; e++)
+            out->losses[e] = history[e].train_loss;
+        memcpy(out->params, dsc_model_params(m), dsc_model_n_params(m) * sizeof(float));
+    }
+    dsc_trainer_free(t);
+    dsc_model_free(m);
+    return ok;
+}
+
+/*
+ * Given two threads, a batch of one chunk runs on one while the other loads the rows that
+ * come next (train.c, warming): the losses and weights are those of one thread, bit for bit,
+ * and every epoch ran warmed (none in a build without OpenMP). A run that fails in the middle
+ * of a warmed epoch returns its error at the same step (the warming thread stops with it).
+ */
+TEST(linear_warmed_epochs_give_the_bits_of_one_thread)
+{
+    static pair_set s;
+    static warm_run one, two;
+    const size_t batches[] = {32, 7};
+
+    make_pair_set(&s, PAIR_FEATURES, 2, 81);
+    for (size_t b = 0; b < 2; b++) {
+        REQUIRE(warm_run_at(&s, 1, batches[b], 0.05, &one));
+        REQUIRE(warm_run_at(&s, 2, batches[b], 0.05, &two));
+        CHECK_EQ_INT(one.rc, DSC_OK);
+        CHECK_EQ_INT(two.rc, DSC_OK);
+        CHECK(one.n_epochs == 3 && two.n_epochs == 3);
+        CHECK(memcmp(one.losses, two.losses, sizeof one.losses) == 0);
+        CHECK(memcmp(one.params, two.params, sizeof one.params) == 0);
+        CHECK(one.warmed == 0);
+        CHECK(two.warmed == (TWO_THREADS == 2 ? 3 : 0));
+        CHECK(one.losses[2] < one.losses[0]);
+    }
+
+    /* A feature of 1e30 in every row: the second step's scores overflow. */
+    for (size_t r = 0; r < PAIR_ROWS; r++)
+        s.x[r * PAIR_FEATURES] = 1e30f;
+    REQUIRE(warm_run_at(&s, 1, 32, 0.05, &one));
+    REQUIRE(warm_run_at(&s, 2, 32, 0.05, &two));
+    CHECK_EQ_INT(one.rc, DSC_ENONFINITE);
+    CHECK_EQ_INT(two.rc, DSC_ENONFINITE);
+    CHECK(one.failed_step > 1 && one.failed_step == two.failed_step);
+    CHECK(two.warmed == (TWO_THREADS == 2 ? 1 : 0)); /* it failed in a warmed epoch */
+    REQUIRE(dsc_set_threads(1) == DSC_OK);
 }

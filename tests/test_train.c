@@ -924,3 +924,38 @@ TEST(train_state_restored_mid_run_continues_bit_for_bit)
         dsc_model_free(whole_model);
     }
 }
+
+/*
+ * dsc_rng_below keeps a draw without computing the rejection bound when the draw is far from
+ * the top of the range: the numbers must be those of always computing it, for small bounds
+ * and for bounds near 2^64, where draws are rejected.
+ */
+TEST(rng_below_gives_the_draws_of_the_plain_rejection_rule)
+{
+    const uint64_t bounds[] = {1, 2, 3, 10, 1000003, (uint64_t)1 << 32, UINT64_MAX / 3 * 2,
+                               ((uint64_t)1 << 63) + 1, UINT64_MAX - 5, UINT64_MAX};
+    size_t rejected = 0;
+
+    for (size_t b = 0; b < sizeof bounds / sizeof bounds[0]; b++) {
+        uint64_t n = bounds[b];
+        dsc_rng fast, plain;
+        dsc_rng_seed(&fast, 77 + b);
+        dsc_rng_seed(&plain, 77 + b);
+        for (int i = 0; i < 2000; i++) {
+            uint64_t limit = UINT64_MAX - UINT64_MAX % n, r;
+            do {
+                r = dsc_rng_next(&plain);
+                rejected += r >= limit;
+            } while (r >= limit);
+            uint64_t got = dsc_rng_below(&fast, n);
+            if (got != r % n) {
+                fprintf(stderr, "    bound %llu, draw %d: %llu, expected %llu\n",
+                        (unsigned long long)n, i, (unsigned long long)got,
+                        (unsigned long long)(r % n));
+                CHECK(got == r % n);
+                break;
+            }
+        }
+    }
+    CHECK(rejected > 100); /* the bounds near 2^64 did exercise the rejection */
+}
