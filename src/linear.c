@@ -33,9 +33,9 @@
  * the speed of one thread, whose 32 rows take ~3 us) and 128 to 1024 rows only 1.0 to 1.3
  * times faster, as each thread's gradient reads half its rows from the other core's cache,
  * and starting the threads and the barrier between the steps cost 1.5 to 2.5 us a batch.
- * So small batches (the default of 32) gain nothing from a second thread. Threads kept
- * running across batches by the training loop, rather than started for each batch, are
- * the step that could change that.
+ * So a small batch (the default of 32) is computed on one thread; during training, a second
+ * thread instead loads the rows that come next (train.c, warming), which does not change the
+ * arithmetic.
  *
  * Known limit (speed): rows read in a shuffled order cost the latency of memory, not its
  * bandwidth. On the benchmark's virtual machine an epoch over 1,000,000 rows of 100 floats
@@ -46,13 +46,13 @@
  * and only when the whole array gets them, which a reader that grows its array cannot
  * promise; it was left out. Asking further ahead (16 or 32 rows, or 32 rows into the outer
  * caches and 4 into the first) measured no better than 8 rows within that machine's noise.
- * Without memory waits a row costs about 90 ns here (in cache: the log-loss's exp and log1p
- * in double are a third of it), against about 150 to 200 ns from memory. What could still
- * help a run given two threads: a second thread that walks the epoch's order ahead of the
- * trainer and loads the rows into the shared cache. A prototype outside the library (the
- * same reads, a dot product, an exp and two log1p a row) went from 159 to 108 ns a row
- * with such a thread; in the library the next epoch's shuffle would have to wait for it,
- * and it was not built.
+ * Without memory waits a row costs about 75 to 90 ns here (in cache: the log-loss's exp and
+ * log1p in double are a third of it), against about 140 to 200 ns from memory. Given two
+ * threads, the trainer has a second one load the rows ahead of it (train.c, warming): an
+ * epoch of the benchmark's 1,000,000 rows then took about 105 ms against 140 on one thread
+ * (medians of 6 runs), and a profile still puts most of this loop's time on the prefetch
+ * instructions: the rows come from the other core's cache, and not much faster than from
+ * memory.
  */
 #include "internal.h"
 

@@ -44,11 +44,13 @@
 
 /*
  * Warming (see warmed_epoch): the second thread keeps up to WARM_BYTES of the rows that come
- * next loaded, WARM_SLICE rows between looks at the trainer's position, for training sets of
- * at least WARM_MIN_BYTES (a smaller one stays in the cache).
+ * next loaded, for training sets of at least WARM_MIN_BYTES (a smaller one stays in the
+ * cache). The trainer tells its position every WARM_SLICE rows; the warming thread, once
+ * ahead, pauses WARM_WAIT times between looks at it.
  */
 #define WARM_BYTES (128 * 1024)
-#define WARM_SLICE 8
+#define WARM_SLICE 64
+#define WARM_WAIT 64
 #define WARM_MIN_BYTES (16 * 1024 * 1024)
 
 struct dsc_trainer {
@@ -1089,11 +1091,23 @@ static void spin_pause(void)
 }
 
 /*
+ * What the trainer tells the warming thread, on a cache line of its own: every write by one
+ * thread to a line the other reads sends the line across, and a store waiting for its line
+ * holds up the stores behind it.
+ */
+typedef struct {
+    _Alignas(64) size_t progress; /* the trainer's position in the order */
+    int finished;                 /* the trainer is done with the warmed steps */
+    char pad[64 - sizeof(size_t) - sizeof(int)];
+} warm_signal;
+
+/*
  * The warming thread: loads every cache line of the rows order[at, at + ahead) while the
- * trainer is at `at`, until *finished. The loads are volatile so that they are made.
+ * trainer is at `at`, until the trainer has finished. The loads are volatile so that they
+ * are made. Once ahead, it looks at the trainer's position only every WARM_WAIT pauses.
  */
 static void warm_rows(const float *x, size_t width, const uint32_t *order, size_t n,
-                      size_t ahead, const size_t *progress, const int *finished)
+                      size_t ahead, const warm_signal *signal)
 {
     const size_t line_floats = 64 / sizeof(float);
     size_t next = 0;
@@ -1102,18 +1116,17 @@ static void warm_rows(const float *x, size_t width, const uint32_t *order, size_
         size_t at;
         int done;
 #pragma omp atomic read
-        at = *progress;
+        at = signal->progress;
 #pragma omp atomic read
-        done = *finished;
+        done = signal->finished;
         if (done)
             return;
 
         size_t from = next > at ? next : at;
         size_t to = n - at > ahead ? at + ahead : n;
-        if (to - from > WARM_SLICE && from < to)
-            to = from + WARM_SLICE;
         if (from >= to) {
-            spin_pause();
+            for (int i = 0; i < WARM_WAIT; i++)
+                spin_pause();
             continue;
         }
         for (size_t i = from; i < to; i++) {
@@ -1126,29 +1139,37 @@ static void warm_rows(const float *x, size_t width, const uint32_t *order, size_
     }
 }
 
-/* The steps of the epoch but its last, with a second thread warming the rows. */
+/*
+ * The steps of the epoch but its last, with a second thread warming the rows. The trainer
+ * tells its position after every WARM_SLICE rows' worth of steps (at least one step).
+ */
 static int warmed_epoch(dsc_trainer *t)
 {
     size_t row_bytes = t->train.n_features * sizeof(float);
     size_t ahead = WARM_BYTES / row_bytes > WARM_SLICE ? WARM_BYTES / row_bytes : WARM_SLICE;
-    size_t progress = t->pos;
-    int finished = 0, rc = 1, warmers = 0;
+    warm_signal signal = {.progress = t->pos, .finished = 0};
+    int rc = 1, warmers = 0;
 
     draw_order(t);
 #pragma omp parallel num_threads(2)
     {
         if (omp_get_thread_num() == 0) {
-            warmers = omp_get_num_threads() - 1;
-            while (rc == 1 && t->n_train - t->pos > t->batch) {
-                rc = dsc_trainer_step(t);
+            int step_rc = 1;
+            size_t told = t->pos;
+            while (step_rc == 1 && t->n_train - t->pos > t->batch) {
+                step_rc = dsc_trainer_step(t);
+                if (t->pos - told >= WARM_SLICE) {
+                    told = t->pos;
 #pragma omp atomic write
-                progress = t->pos;
+                    signal.progress = told;
+                }
             }
 #pragma omp atomic write
-            finished = 1;
+            signal.finished = 1;
+            rc = step_rc;
+            warmers = omp_get_num_threads() - 1;
         } else {
-            warm_rows(t->train.x, t->train.n_features, t->order, t->n_train, ahead, &progress,
-                      &finished);
+            warm_rows(t->train.x, t->train.n_features, t->order, t->n_train, ahead, &signal);
         }
     }
     if (warmers > 0)
