@@ -699,20 +699,30 @@ static update_fn update_of(dsc_optimizer kind)
     }
 }
 
-/* The per-step scalars of step t (from 1). */
+/*
+ * The per-step scalars of step t (from 1). The powers only for the kinds that use them: four
+ * pow calls were 4 % of a step of logistic regression at batch 32.
+ */
 static void prepare_step(const dsc_optim *opt, int64_t t, step_scalars *s)
 {
     const dsc_optim_config *cfg = &opt->cfg;
     double td = (double)t;
 
+    memset(s, 0, sizeof *s);
     s->t = t;
-    s->bias1 = 1.0 - pow(cfg->beta1, td);
-    s->bias2 = 1.0 - pow(cfg->beta2, td);
     s->adagrad_lr_div = 1.0 + (td - 1.0) * cfg->lr_decay;
-    s->nadam_mu = cfg->beta1 * (1.0 - 0.5 * pow(0.96, td * cfg->momentum_decay));
-    s->nadam_mu_next = cfg->beta1 * (1.0 - 0.5 * pow(0.96, (td + 1.0) * cfg->momentum_decay));
-    s->nadam_prod = opt->mu_product * s->nadam_mu;
-    s->nadam_prod_next = s->nadam_prod * s->nadam_mu_next;
+    if (cfg->kind == DSC_OPT_ADAM || cfg->kind == DSC_OPT_ADAMW || cfg->kind == DSC_OPT_ADAMAX ||
+        cfg->kind == DSC_OPT_NADAM) {
+        s->bias1 = 1.0 - pow(cfg->beta1, td);
+        s->bias2 = 1.0 - pow(cfg->beta2, td);
+    }
+    if (cfg->kind == DSC_OPT_NADAM) {
+        s->nadam_mu = cfg->beta1 * (1.0 - 0.5 * pow(0.96, td * cfg->momentum_decay));
+        s->nadam_mu_next =
+            cfg->beta1 * (1.0 - 0.5 * pow(0.96, (td + 1.0) * cfg->momentum_decay));
+        s->nadam_prod = opt->mu_product * s->nadam_mu;
+        s->nadam_prod_next = s->nadam_prod * s->nadam_mu_next;
+    }
 }
 
 /* Whether a step may run: something to update and a usable learning rate. */
