@@ -354,17 +354,9 @@ def time_of(rec):
         return None
 
 
-def run_repeated(run_once, repeat):
-    """
-    Run a row up to `repeat` times and keep the run whose time is the median (the lower of
-    the two middle ones for an even count), so that one slow or lucky run on a shared machine
-    does not decide a ratio. A row whose first run fails or takes over LONG_RUN_S runs once:
-    its time already spans many seconds. The kept record lists every run's time.
-    """
-    runs = [run_once()]
-    while (len(runs) < repeat and runs[0]["status"] == "ok" and
-           runs[0].get("wall_s", 0.0) < LONG_RUN_S):
-        runs.append(run_once())
+def keep_median(runs):
+    """The run whose time is the median (the lower middle one for an even count), listing
+    every run's time; the first run when none has a time."""
     timed = [r for r in runs if r["status"] == "ok" and time_of(r) is not None]
     if not timed:
         return runs[0]
@@ -372,6 +364,43 @@ def run_repeated(run_once, repeat):
     keep["runs"] = len(runs)
     keep["run_times"] = [time_of(r) for r in timed]
     return keep
+
+
+def run_repeated(run_once, repeat):
+    """
+    Run a row up to `repeat` times and keep the run whose time is the median, so that one
+    slow or lucky run on a shared machine does not decide a ratio. A row whose first run
+    fails or takes over LONG_RUN_S runs once: its time already spans many seconds.
+    """
+    runs = [run_once()]
+    while (len(runs) < repeat and runs[0]["status"] == "ok" and
+           runs[0].get("wall_s", 0.0) < LONG_RUN_S):
+        runs.append(run_once())
+    return keep_median(runs)
+
+
+def run_alternating(run_a, run_b, repeat):
+    """
+    Two rows whose ratio is a target (the same work on two thread counts): their runs
+    alternate, a, b, a, b, ..., so that both see the machine in the same state as it drifts,
+    and each keeps its median run. Rows whose first runs fail or take over LONG_RUN_S run once.
+    """
+    runs_a, runs_b = [run_a()], [run_b()]
+    while (len(runs_a) < repeat and
+           all(r[0]["status"] == "ok" and r[0].get("wall_s", 0.0) < LONG_RUN_S
+               for r in (runs_a, runs_b))):
+        runs_a.append(run_a())
+        runs_b.append(run_b())
+    return keep_median(runs_a), keep_median(runs_b)
+
+
+def thread_pair(spec, following):
+    """Whether spec and the row after it are descent's same row on two thread counts."""
+    return (following is not None and spec["tool"] == "descent" and
+            following["tool"] == "descent" and spec["task"] == following["task"] and
+            spec["setting"] == following["setting"] and
+            spec["threads"] != following["threads"] and not spec.get("kind") and
+            not following.get("kind"))
 
 
 # ---- Main -----------------------------------------------------------------------------------
@@ -467,10 +496,20 @@ def main():
     cfg.meta = prepare_data(cfg, runner)
 
     results = []
-    for spec in plan(cfg, cfg.meta):
+    rows = plan(cfg, cfg.meta)
+    paired = False  # this row ran with the one before it
+    for i, spec in enumerate(rows):
         kind = spec.get("kind")
         repeat = 1 if spec["task"] == "hw" else cfg.repeat
-        if kind == "liblinear":
+        following = rows[i + 1] if i + 1 < len(rows) else None
+        if paired:
+            paired = False
+            continue
+        if thread_pair(spec, following):
+            paired = True
+            results.extend(run_alternating(lambda: runner.run(spec),
+                                           lambda: runner.run(following), repeat))
+        elif kind == "liblinear":
             results.append(run_repeated(lambda: run_liblinear(runner, spec, cfg), repeat))
         elif kind == "digits":
             results.append(run_repeated(lambda: run_digits(runner, spec, cfg), repeat))

@@ -66,10 +66,12 @@ enum {
 const char *dsc_build_features(void);
 
 /*
- * Use n threads for the matrix products (OpenMP builds; other builds run on one thread and
- * accept any n >= 1). Results are bit-identical whatever the number of threads: work is only
- * ever split over independent outputs, never over a sum. dsc_threads() gives the current
- * number.
+ * Use n threads for training and the matrix products (OpenMP builds; other builds run on one
+ * thread and accept any n >= 1). Results are bit-identical whatever the number of threads:
+ * work is split over independent outputs, or over parts of a sum fixed by its size alone and
+ * added in a fixed order. With OpenBLAS, each product runs on one of these threads, and
+ * OpenBLAS's own pool of threads is stopped (for the whole process: it starts again for a
+ * call of OpenBLAS on more than one thread). dsc_threads() gives the current number.
  */
 int dsc_set_threads(int n);
 int dsc_threads(void);

@@ -220,6 +220,14 @@ static void blas_one_thread(void)
         openblas_set_num_threads(1);
 }
 
+#if defined(__GNUC__) && defined(__ELF__)
+/*
+ * OpenBLAS's pthread build: stops the threads of its pool, which it starts again for its next
+ * call on more than one thread. Weak, as other builds of OpenBLAS do not have it.
+ */
+void blas_thread_shutdown_(void) __attribute__((weak));
+#endif
+
 /* Whether the inputs' rows can go to cblas_sgemm as they are: evenly spaced, int-sized. */
 static int rows_in_place(const dsc_rows *in)
 {
@@ -535,6 +543,29 @@ void dsc__dense_grad_input_ref(const float *dz, size_t n, size_t m, const float 
 /* Threads                                                                                    */
 /* ------------------------------------------------------------------------------------------ */
 
+/*
+ * OpenBLAS (pthread build) starts a pool of threads when the program loads, and an idle
+ * thread of that pool keeps polling for work, yielding, for about a tenth of a second after
+ * its start or its last task before it sleeps. The library runs OpenBLAS on one thread per
+ * call, so the pool only takes a core from the library's own threads: on the benchmark's
+ * 2-core machine, two threads ran the first epochs of a short run (100,000 rows) 1.5 to 3
+ * times slower than one until the pool slept. Stopping it costs nothing when it is stopped.
+ *
+ * Known shortcoming: like openblas_set_num_threads(), this reaches the whole process; a
+ * program that runs OpenBLAS on several threads of its own at the same moment should set
+ * the library's threads before it starts that work.
+ */
+void dsc__blas_stop_pool(void)
+{
+#ifdef DSC_HAVE_CBLAS
+    blas_one_thread();
+#if defined(__GNUC__) && defined(__ELF__)
+    if (blas_thread_shutdown_)
+        blas_thread_shutdown_();
+#endif
+#endif
+}
+
 int dsc_set_threads(int n)
 {
     if (n < 1)
@@ -542,6 +573,7 @@ int dsc_set_threads(int n)
 #ifdef _OPENMP
     omp_set_num_threads(n);
 #endif
+    dsc__blas_stop_pool();
     return DSC_OK;
 }
 

@@ -161,6 +161,9 @@ typedef struct dsc_linear_batch {
     size_t n_ahead;
 } dsc_linear_batch;
 
+/* Keep OpenBLAS to one thread a call and stop its idle pool (dense.c; nothing without it). */
+void dsc__blas_stop_pool(void);
+
 /* 1 when a model of n_inputs x k weights takes the one-pass path (small enough to stay in
  * cache while a chunk of rows streams past). */
 int dsc__linear_fits(size_t n_inputs, size_t k);

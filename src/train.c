@@ -455,6 +455,7 @@ dsc_trainer *dsc_trainer_new(dsc_model *model, const dsc_data *train, const dsc_
         dsc__fail(DSC_EINVAL, "train: model, data and configuration are required");
         return dsc__fail_null(err, DSC_EINVAL);
     }
+    dsc__blas_stop_pool(); /* its idle threads would poll on the cores the trainer uses */
     int rc = check_train_config(cfg);
     if (rc == DSC_OK)
         rc = check_data(model, train, "training");

@@ -360,3 +360,54 @@ TEST(dense_build_features_name_the_gemm_back_end)
     CHECK(strncmp(features, want, strlen(want)) == 0);
     CHECK(features[strlen(want)] == '\0' || features[strlen(want)] == ' ');
 }
+
+#if defined(DSC_HAVE_CBLAS) && defined(__GNUC__) && defined(__linux__)
+#include <dirent.h>
+
+/* OpenBLAS's own, declared here with plain ints for its enums (row major 101, no trans 111). */
+void openblas_set_num_threads(int num_threads);
+void cblas_sgemm(int order, int trans_a, int trans_b, int m, int n, int k, float alpha,
+                 const float *a, int lda, const float *b, int ldb, float beta, float *c,
+                 int ldc);
+
+/* Threads of this process, from /proc/self/task; -1 when it cannot be read. */
+static int thread_count(void)
+{
+    DIR *dir = opendir("/proc/self/task");
+    int count = 0;
+    if (!dir)
+        return -1;
+    for (struct dirent *e; (e = readdir(dir)) != NULL;)
+        count += e->d_name[0] != '.';
+    closedir(dir);
+    return count;
+}
+
+/*
+ * OpenBLAS's pool, started by a product on two of its threads, is stopped by
+ * dsc_set_threads (its idle threads would poll on the cores the library's threads use), and
+ * OpenBLAS is left on one thread a call.
+ */
+TEST(dense_set_threads_stops_the_openblas_pool)
+{
+    enum { S = 384 };
+    float *a = calloc(S * S, sizeof(float)), *c = calloc(S * S, sizeof(float));
+    REQUIRE(a && c);
+    int before = thread_count();
+    REQUIRE(before > 0);
+
+    openblas_set_num_threads(2);
+    cblas_sgemm(101, 111, 111, S, S, S, 1.0f, a, S, a, S, 0.0f, c, S);
+    int running = thread_count();
+    REQUIRE(dsc_set_threads(2) == DSC_OK);
+    int after = thread_count();
+
+    if (running <= before)
+        fprintf(stderr, "    this OpenBLAS started no pool (%d threads)\n", running);
+    CHECK(running > before); /* the product did start the pool */
+    CHECK_EQ_INT(after, before);
+    CHECK_EQ_INT(openblas_get_num_threads(), 1);
+    free(a);
+    free(c);
+}
+#endif
