@@ -405,6 +405,18 @@ def thread_pair(spec, following):
 
 # ---- Main -----------------------------------------------------------------------------------
 
+def blas_name(path):
+    """What the system's libblas.so.3 is, in words (Debian's alternatives), not its path."""
+    folder = os.path.basename(os.path.dirname(path))
+    names = {"openblas-pthread": "OpenBLAS (pthread build)",
+             "openblas-openmp": "OpenBLAS (OpenMP build)",
+             "openblas-serial": "OpenBLAS (serial build)",
+             "blis-pthread": "BLIS (pthread build)", "blis-openmp": "BLIS (OpenMP build)",
+             "blis-serial": "BLIS (serial build)", "atlas": "ATLAS",
+             "blas": "the reference BLAS"}
+    return names.get(folder, "another BLAS (%s)" % os.path.basename(path))
+
+
 def prepare_data(cfg, runner):
     """Generate the .npy files and their LIBSVM text (kept between runs when unchanged)."""
     cmd = [PYTHON, os.path.join(HERE, "gen_data.py"), cfg.data] + (["--quick"] if cfg.quick
@@ -451,7 +463,7 @@ def machine_info():
         pass
     info["loadavg_start"] = os.getloadavg()[0]
     blas = "/etc/alternatives/libblas.so.3-x86_64-linux-gnu"
-    info["libblas"] = os.path.realpath(blas) if os.path.exists(blas) else "unknown"
+    info["libblas"] = blas_name(os.path.realpath(blas)) if os.path.exists(blas) else "unknown"
     code = subprocess.run(["pkg-config", "--modversion", "openblas"], capture_output=True,
                           text=True)
     info["openblas"] = code.stdout.strip() if code.returncode == 0 else "not installed"

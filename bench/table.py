@@ -265,7 +265,7 @@ def render(report):
     parts = ["# descent benchmark%s" % (" (quick mode: about 10x smaller)" if m.get("quick")
                                         else ""), ""]
     parts.append("Machine: %s, %s cores, %s GiB; %s threads for descent, PyTorch and the BLAS; "
-                 "libblas.so.3 -> %s; OpenBLAS (pkg-config): %s. Load average %.2f at the "
+                 "libblas.so.3 is %s; OpenBLAS (pkg-config): %s. Load average %.2f at the "
                  "start, %s at the end. Started %s, took %s." % (
                      m.get("cpu", "?"), m.get("cores", "?"), m.get("mem_gib", "?"),
                      m.get("threads", "?"), m.get("libblas", "?"), m.get("openblas", "?"),
