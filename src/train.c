@@ -1054,18 +1054,22 @@ int dsc_trainer_step(dsc_trainer *t)
  * Warming. A batch of a model without hidden layers that fits one chunk (linear.c; the default
  * batch of 32) runs on one thread, and on a large shuffled set most of its time waits for rows
  * to come from memory. Given two or more threads, a second thread then walks the epoch's
- * order a few hundred rows ahead of the trainer and loads those rows, so that they wait in the
- * cache the two cores share. It only reads: the steps, and so the results, are the same bits
- * as on one thread. The trainer publishes its position after each step; the warming thread
- * looks at it every WARM_SLICE rows and waits (spinning) once it is WARM_BYTES ahead.
+ * order a few hundred rows ahead of the trainer and loads those rows into the caches. It only
+ * reads: the steps, and so the results, are the same bits as on one thread. The trainer tells
+ * its position every WARM_SLICE rows; the warming thread waits (spinning) once it is
+ * WARM_BYTES ahead. On the benchmark's 2-core VM an epoch of 1,000,000 shuffled rows of 100
+ * floats at batch 32 went from about 140 ms on one thread to 95 to 105 ms (medians of runs;
+ * 32 KiB to 1 MiB ahead did as well as 128 KiB within the noise, 4 MiB worse).
  *
  * The warming thread runs while the trainer takes the steps of the epoch but the last; the
  * last step (validation, the stopping rules, the caller's epoch function) runs after it has
- * stopped, with every thread free again.
+ * stopped, with every thread free again. dsc_trainer_step alone never warms.
  *
- * Known limit: the waiting thread spins, so on a machine with fewer free cores than threads
- * it takes time from other work; and only the one-pass path is warmed, although a small
- * multilayer batch waits for its rows in the same way.
+ * Known limits: the waiting thread spins, so on a machine with fewer free cores than threads
+ * it takes time from other work. Only the one-pass path is warmed, although a small
+ * multilayer batch, or a sparse one, waits for its rows in the same way. The rows still come
+ * from the other core's cache at a cost: the trainer's rows took about 95 ns each against
+ * 70 to 80 ns when the whole set fits in its own cache.
  */
 static int warming_pays(const dsc_trainer *t)
 {
