@@ -460,6 +460,18 @@ TEST(linear_one_pass_is_the_same_for_any_number_of_threads)
     free_big(&s);
 }
 
+/* Three epochs of batch rows, no validation, no stopping rule, the default optimizer. */
+static void three_epochs_config(dsc_train_config *cfg, size_t batch, uint64_t seed)
+{
+    dsc_train_config_default(cfg);
+    cfg->batch = batch;
+    cfg->epochs = 3;
+    cfg->tol = -1.0;
+    cfg->val_fraction = 0.0;
+    cfg->early_stopping = 0;
+    cfg->seed = seed;
+}
+
 /* Softmax regression trained on s at a number of threads; returns its weights. */
 static float *train_at(const big_set *s, int threads, size_t batch, size_t *n_params)
 {
@@ -467,13 +479,7 @@ static float *train_at(const big_set *s, int threads, size_t batch, size_t *n_pa
     dsc_model_config_init(&mc, BIG_FEATURES, 3, DSC_LOSS_SOFTMAX);
     dsc_model *m = dsc_model_new(&mc, NULL);
     dsc_train_config cfg;
-    dsc_train_config_default(&cfg);
-    cfg.batch = batch;
-    cfg.epochs = 3;
-    cfg.tol = -1.0;
-    cfg.val_fraction = 0.0;
-    cfg.early_stopping = 0;
-    cfg.seed = 4;
+    three_epochs_config(&cfg, batch, 4);
     float *out = NULL;
     if (m && dsc_set_threads(threads) == DSC_OK && dsc_train(m, &s->data, NULL, &cfg) == DSC_OK &&
         dsc__model_linear_batches(m) > 0) {
@@ -771,12 +777,7 @@ static int warm_run_at(const pair_set *s, int threads, size_t batch, double lr, 
 {
     dsc_model *m = new_model(DSC_LOSS_LOG, s->data.n_features, 2, 8);
     dsc_train_config cfg;
-    dsc_train_config_default(&cfg);
-    cfg.batch = batch;
-    cfg.epochs = 3;
-    cfg.tol = -1.0;
-    cfg.val_fraction = 0.0;
-    cfg.seed = 12;
+    three_epochs_config(&cfg, batch, 12);
     cfg.optim.kind = DSC_OPT_SGD;
     cfg.optim.lr = lr;
     cfg.on_divergence = DSC_DIVERGE_STOP;
