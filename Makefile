@@ -26,6 +26,8 @@ OPENMP ?= $(shell echo 'int main(void){return 0;}' | \
 ifeq ($(OPENMP),yes)
 CFLAGS += -fopenmp
 LDLIBS += -fopenmp
+else
+CFLAGS += -Wno-unknown-pragmas
 endif
 
 # Optional: OpenBLAS, for the dense layers' matrix products (cblas_sgemm). BLAS=auto (the

@@ -39,10 +39,12 @@ static const float *row_of(const dsc_rows *in, size_t i)
     return in->base + r * in->stride;
 }
 
+#ifdef _OPENMP /* (only the parallel loops' clauses call it) */
 static int use_threads(size_t n, size_t k, size_t m)
 {
     return (double)n * (double)k * (double)m >= PARALLEL_WORK;
 }
+#endif
 
 /* dW's rows [p0, p0 + rows) and columns [j0, j0 + cols) set to zero: a task's own outputs. */
 static void zero_block(float *dw, size_t m, size_t p0, size_t rows, size_t j0, size_t cols)

@@ -1071,22 +1071,17 @@ int dsc_trainer_step(dsc_trainer *t)
  * from the other core's cache at a cost: the trainer's rows took about 95 ns each against
  * 70 to 80 ns when the whole set fits in its own cache.
  */
+#ifdef _OPENMP
 static int warming_pays(const dsc_trainer *t)
 {
-#ifdef _OPENMP
     double bytes = (double)t->n_train * (double)t->train.n_features * sizeof(float);
 
     return t->warming && t->train.x && t->cfg.shuffle && dsc_threads() >= 2 &&
            omp_get_num_procs() >= 2 && !omp_in_parallel() && bytes >= (double)t->warm_min_bytes &&
            t->n_train - t->pos > t->batch && t->stop == DSC_STOP_NONE && !t->failed &&
            dsc__model_one_pass_alone(t->model, &t->train, t->batch);
-#else
-    (void)t;
-    return 0;
-#endif
 }
 
-#ifdef _OPENMP
 /* A hint to the core that this thread is waiting for another. */
 static void spin_pause(void)
 {
