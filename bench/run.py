@@ -96,9 +96,10 @@ class Runner:
                                                         rec["threads"])
         lines, reason = parse_bench_lines(stdout)
         rec["wall_s"] = wall
-        if code == 0 and lines and spec.get("kind") == "gemm":
-            # descent's line, then OpenBLAS's line or its BENCH_NA reason.
-            rec.update({k: v for k, v in lines[0].items()
+        own = [line for line in lines if line.get("tool") == "descent"]
+        if code == 0 and own and spec.get("kind") == "gemm":
+            # OpenBLAS's line or its BENCH_NA reason, and descent's line.
+            rec.update({k: v for k, v in own[0].items()
                         if k not in ("tool", "task", "setting")}, status="ok")
             blas = [line for line in lines if line.get("tool") == "openblas"]
             if blas:
