@@ -150,8 +150,9 @@ void train_build_options(train_args *a)
                         "missing values: error, or impute the training mean or median",
                         "error"),
         CLI_INT_OPTION("--threads", "N", a->threads, 1, 4096,
-                       "threads for the matrix products; results do not depend on it (builds "
-                       "without OpenMP run on one thread)", "OpenMP's, usually one per core"),
+                       "threads for training and the matrix products; results do not depend "
+                       "on it (builds without OpenMP run on one thread)",
+                       "OpenMP's, usually one per core"),
         CLI_FLAG_OPTION("--quiet", a->quiet, "no per-epoch lines on standard error"),
         CLI_TEXT_OPTION("--log", "FILE.csv", a->log_path,
                         "write the per-epoch history as CSV", "none"),
