@@ -3,6 +3,13 @@
  *
  * Each activation has a scalar form in double (public, used by the tests) and an array form
  * in float used by the network. Both are written from the same formulas below.
+ *
+ * Known limit (reproducibility): sigmoid, tanh, ELU, GELU and softplus call the C library's
+ * exp, expm1, tanh, erf and log1p. glibc picks a version of some of these by processor (with
+ * or without fused multiply-add), and the versions can differ in the last bit, so a network
+ * with these activations trains to the same bits only on machines where the C library makes
+ * the same choice. The log-loss has functions of its own for this reason (loss.c); the
+ * activations do not yet.
  */
 #include "internal.h"
 

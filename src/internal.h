@@ -77,6 +77,13 @@ float dsc__act_param(dsc_activation act, float param);
 float dsc__loss_param(dsc_loss loss, float param);
 
 /*
+ * The log-loss log(1 + e^-m) of n margins into loss and its derivative -1 / (1 + e^m) into
+ * grad, in double, with the library's own exp and log1p (loss.c). Each margin's results are
+ * the same whatever n and its place among them.
+ */
+void dsc__log_loss_margins(const double *margin, size_t n, double *loss, double *grad);
+
+/*
  * The loss of one sample (loss.c) from its k logits z: label is its class for a classification
  * loss, y its k targets for a regression loss. When dz is not NULL it receives
  * scale * d(loss)/dz. k is 1 for a binary loss on two classes (label 0 or 1).

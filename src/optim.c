@@ -702,6 +702,9 @@ static update_fn update_of(dsc_optimizer kind)
 /*
  * The per-step scalars of step t (from 1). The powers only for the kinds that use them: four
  * pow calls were 4 % of a step of logistic regression at batch 32.
+ *
+ * Known limit (reproducibility): pow is the C library's, which glibc may pick by processor;
+ * see activation.c.
  */
 static void prepare_step(const dsc_optim *opt, int64_t t, step_scalars *s)
 {

@@ -7,8 +7,13 @@
  * in double; each component must agree to 2 % relative (with an absolute floor of 2e-4), and
  * the whole gradient to 1 % in Euclidean norm. Each check also fails if the backpropagated
  * gradient is all zeros.
+ *
+ * The log-loss has its own exp and log1p (loss.c); they are checked against the C library's,
+ * in double, to 4 units in the last place (2^-50 relative) where the result is a normal
+ * number, and to 1e-300 absolute where the C library's result is below that.
  */
 #include "test.h"
+#include "internal.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -288,4 +293,98 @@ TEST(grad_softmax_is_stable_for_huge_logits)
     CHECK(isfinite(loss));
     CHECK(loss > 0.0);
     dsc_model_free(m);
+}
+
+/* The log-loss and its derivative by the C library's exp and log1p. */
+static double libm_log_loss(double m, double *grad)
+{
+    if (m > 0.0) {
+        double e = exp(-m);
+        *grad = -e / (1.0 + e);
+        return log1p(e);
+    }
+    double e = exp(m);
+    *grad = -1.0 / (1.0 + e);
+    return -m + log1p(e);
+}
+
+/* How far a is from b, in units of 2^-52 of |b|; or 0 when both are below 1e-300 apart. */
+static double relative_units(double a, double b)
+{
+    if (fabs(b) < 1e-300)
+        return fabs(a - b) <= 1e-300 ? 0.0 : INFINITY;
+    return fabs(a - b) / (fabs(b) * DBL_EPSILON);
+}
+
+TEST(grad_log_loss_margins_agree_with_the_c_library)
+{
+    /* 100,000 margins evenly over [-750, 750], then 100,000 of magnitudes 1e-20 to 1e5. */
+    enum { N = 200000 };
+    static double margin[N], loss[N], grad[N];
+    for (size_t i = 0; i < N / 2; i++)
+        margin[i] = -750.0 + 1500.0 * (double)i / (N / 2);
+    for (size_t i = 0; i < N / 2; i++)
+        margin[N / 2 + i] = (i % 2 ? 1.0 : -1.0) * pow(10.0, -20.0 + 25.0 * (double)i / (N / 2));
+    dsc__log_loss_margins(margin, N, loss, grad);
+
+    double worst_loss = 0.0, worst_grad = 0.0, worst_loss_at = 0.0, worst_grad_at = 0.0;
+    for (size_t i = 0; i < N; i++) {
+        double want_grad, want_loss = libm_log_loss(margin[i], &want_grad);
+        double loss_units = relative_units(loss[i], want_loss);
+        double grad_units = relative_units(grad[i], want_grad);
+        if (!(loss_units <= worst_loss)) {
+            worst_loss = loss_units;
+            worst_loss_at = margin[i];
+        }
+        if (!(grad_units <= worst_grad)) {
+            worst_grad = grad_units;
+            worst_grad_at = margin[i];
+        }
+    }
+    if (!(worst_loss <= 4.0 && worst_grad <= 4.0))
+        test_report(__FILE__, __LINE__, "worst loss %g units at m = %.17g, grad %g at %.17g",
+                    worst_loss, worst_loss_at, worst_grad, worst_grad_at);
+
+    /* The ends: no overflow, and NaN stays NaN. */
+    const double special[] = {0.0, -0.0, INFINITY, -INFINITY, NAN, 1e-300, -1e-300};
+    double l[7], g[7];
+    dsc__log_loss_margins(special, 7, l, g);
+    CHECK_NEAR(l[0], log(2.0), 1e-16);
+    CHECK_NEAR(g[0], -0.5, 0.0);
+    CHECK_NEAR(l[1], log(2.0), 1e-16);
+    CHECK(l[2] == 0.0 && g[2] == 0.0);
+    CHECK(l[3] == INFINITY && g[3] == -1.0);
+    CHECK(isnan(l[4]) && isnan(g[4]));
+    CHECK_NEAR(l[5], log(2.0), 1e-16);
+    CHECK_NEAR(l[6], log(2.0), 1e-16);
+}
+
+TEST(grad_log_loss_gives_a_margin_the_same_bits_wherever_it_stands)
+{
+    /* Margins computed in one call of 37, and one by one, and from every offset of 4. */
+    double margin[37], loss[37], grad[37];
+    for (size_t i = 0; i < 37; i++)
+        margin[i] = 12.0 * sin(1.7 * (double)i + 0.3);
+    dsc__log_loss_margins(margin, 37, loss, grad);
+
+    for (size_t i = 0; i < 37; i++) {
+        double one_loss, one_grad;
+        dsc__log_loss_margins(margin + i, 1, &one_loss, &one_grad);
+        CHECK(memcmp(&one_loss, &loss[i], sizeof one_loss) == 0);
+        CHECK(memcmp(&one_grad, &grad[i], sizeof one_grad) == 0);
+    }
+    for (size_t offset = 1; offset < 4; offset++) {
+        double part_loss[37], part_grad[37];
+        dsc__log_loss_margins(margin + offset, 37 - offset, part_loss, part_grad);
+        CHECK(memcmp(part_loss, loss + offset, (37 - offset) * sizeof(double)) == 0);
+        CHECK(memcmp(part_grad, grad + offset, (37 - offset) * sizeof(double)) == 0);
+    }
+
+    /* And the loss of a model row goes through the same function. */
+    float z = 2.5f, dz;
+    double m = -2.5, want_loss, want_grad;
+    dsc__log_loss_margins(&m, 1, &want_loss, &want_grad);
+    double row = dsc__row_loss(DSC_LOSS_LOG, 0.0f, &z, 1, 0, NULL, 1.0f, &dz);
+    CHECK(memcmp(&row, &want_loss, sizeof row) == 0);
+    CHECK(dz == (float)(-1.0 * want_grad));
 }
