@@ -110,11 +110,16 @@ const float *dsc__model_logits(const dsc_model *m);
 #define DSC_VECTOR_CLONES
 #endif
 
-/* Ask the processor to start loading the cache line at address (a hint: nothing changes). */
+/*
+ * Ask the processor to start loading the cache line at address (a hint: nothing changes):
+ * DSC_PREFETCH into every level of cache, DSC_PREFETCH_L2 into the second level and beyond.
+ */
 #if defined(__GNUC__)
 #define DSC_PREFETCH(address) __builtin_prefetch(address)
+#define DSC_PREFETCH_L2(address) __builtin_prefetch(address, 0, 1)
 #else
 #define DSC_PREFETCH(address) ((void)(address))
+#define DSC_PREFETCH_L2(address) ((void)(address))
 #endif
 
 /*
