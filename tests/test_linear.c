@@ -838,3 +838,59 @@ TEST(linear_warmed_epochs_give_the_bits_of_one_thread)
     CHECK(two.warmed == (TWO_THREADS == 2 ? 1 : 0)); /* it failed in a warmed epoch */
     REQUIRE(dsc_set_threads(1) == DSC_OK);
 }
+
+/*
+ * Rows wider than 2 KiB go through the one-pass path in blocks of fewer rows (16 for 600
+ * inputs, 4 for 3,000): the loss, logits and gradient are still the general path's bits.
+ */
+TEST(linear_wide_rows_sum_as_the_dense_kernels)
+{
+    enum { ROWS = 200 };
+    size_t widths[] = {600, 3000};
+    size_t batches[] = {3, 5, 32, 37, 200};
+    float *x = malloc(ROWS * 3000 * sizeof(float));
+    int32_t *label = malloc(ROWS * sizeof(int32_t));
+    uint32_t *order = malloc(ROWS * sizeof(uint32_t));
+    REQUIRE(x && label && order);
+
+    dsc_rng rng;
+    dsc_rng_seed(&rng, 41);
+    for (size_t w = 0; w < 2; w++) {
+        size_t width = widths[w];
+        for (size_t i = 0; i < ROWS * width; i++)
+            x[i] = (float)(2.0 * dsc_rng_uniform(&rng) - 1.0);
+        for (size_t i = 0; i < ROWS; i++) {
+            label[i] = (int32_t)dsc_rng_below(&rng, 2);
+            order[i] = (uint32_t)i;
+        }
+        dsc_rng_shuffle(&rng, order, ROWS);
+        dsc_data data = {.n_rows = ROWS, .n_features = width, .x = x, .label = label};
+
+        dsc_model *fused = new_model(DSC_LOSS_LOG, width, 2, 70 + w);
+        dsc_model *general = new_model(DSC_LOSS_LOG, width, 2, 70 + w);
+        REQUIRE(fused && general);
+        dsc__model_allow_linear(general, 0);
+        for (size_t b = 0; b < sizeof batches / sizeof batches[0]; b++) {
+            double loss_fused = 0.0, loss_general = 1.0;
+            CHECK_EQ_INT(dsc_model_loss_grad(fused, &data, order, batches[b], NULL,
+                                             &loss_fused), DSC_OK);
+            CHECK_EQ_INT(dsc_model_loss_grad(general, &data, order, batches[b], NULL,
+                                             &loss_general), DSC_OK);
+            CHECK(loss_fused == loss_general);
+            CHECK(memcmp(dsc_model_grads(fused), dsc_model_grads(general),
+                         dsc_model_n_params(fused) * sizeof(float)) == 0);
+            CHECK(memcmp(dsc__model_logits(fused), dsc__model_logits(general),
+                         batches[b] * sizeof(float)) == 0);
+            if (test_failures) {
+                fprintf(stderr, "    (%zu inputs, batch %zu)\n", width, batches[b]);
+                break;
+            }
+        }
+        CHECK(dsc__model_linear_batches(fused) > 0);
+        dsc_model_free(fused);
+        dsc_model_free(general);
+    }
+    free(x);
+    free(label);
+    free(order);
+}
