@@ -535,6 +535,12 @@ def main():
         with open(os.path.join(cfg.out, "results.json"), "w") as f:
             json.dump({"machine": info, "results": results}, f, indent=1)
 
+    # The memory pass again at the end: on a shared host one taken while other guests kept the
+    # machine busy would flatter descent (the targets use the fastest pass of the run).
+    for spec in [r for r in rows if r["task"] == "hw" and r["tool"] == "hardware"]:
+        again = dict(spec, setting="memory pass, again at the end")
+        results.append(run_repeated(lambda: runner.run(again), 1))
+
     info["loadavg_end"] = os.getloadavg()[0]
     info["total_s"] = time.monotonic() - start
     report = {"machine": info, "results": results}

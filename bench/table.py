@@ -177,7 +177,8 @@ def hardware_table(res):
             rows.append([r.get("tool"), r.get("setting"), r.get("threads", ""),
                          "n/a (%s)" % r.get("reason"), "", ""])
         elif r["tool"] == "hardware":
-            rows.append(["memory", "sum of %s MB of floats" % r.get("mb"), r.get("threads"),
+            what = "memory (at the end)" if "end" in (r.get("setting") or "") else "memory"
+            rows.append([what, "sum of %s MB of floats" % r.get("mb"), r.get("threads"),
                          "%s per pass" % fmt_s(num(r, "pass_s")), "%.2f GB/s" % num(r, "gbs"),
                          "memcpy %.2f GB/s (read + write)" % num(r, "copy_gbs")])
         else:
