@@ -171,6 +171,7 @@ typedef struct dsc_linear_batch {
     float *partial;            /* work space of the chunks beyond the first */
     const uint32_t *ahead;     /* rows of the next batch, to ask for early (or NULL) */
     size_t n_ahead;
+    const float *staged;       /* the batch's rows copied in batch order, or NULL (train.c) */
 } dsc_linear_batch;
 
 /* Keep OpenBLAS to one thread a call and stop its idle pool (dense.c; nothing without it). */
@@ -203,10 +204,12 @@ void dsc__model_allow_linear(dsc_model *m, int allow);
  * dsc_model_loss_grad for the trainer, which checked every row and label of d when it
  * started: the batch's rows are not checked again. ahead[0..n_ahead) are the rows of the
  * next batch (NULL for none); the one-pass path asks for them while it ends this batch.
+ * staged (or NULL) holds copies of the batch's rows of d->x, one after another in batch
+ * order; the one-pass path reads them there (the same numbers, so the same results).
  */
 int dsc__model_loss_grad_checked(dsc_model *m, const dsc_data *d, const uint32_t *rows,
                                  size_t n, const dsc_objective *obj, const uint32_t *ahead,
-                                 size_t n_ahead, double *loss);
+                                 size_t n_ahead, const float *staged, double *loss);
 uint64_t dsc__model_linear_batches(const dsc_model *m);
 
 /*

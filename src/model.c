@@ -79,6 +79,7 @@ struct dsc_model {
     uint64_t linear_batches;   /* batches computed by the one-pass path */
     const uint32_t *ahead;     /* the trainer's next rows, asked for early (or NULL) */
     size_t n_ahead;
+    const float *staged;       /* the trainer's copy of the batch's rows (or NULL) */
 
     /*
      * The sparse step (sparse.h). The first layer's weights are stored as v with
@@ -1097,6 +1098,7 @@ static int one_pass_loss_grad(dsc_model *m, const dsc_data *d, const uint32_t *r
         .partial = m->partial,
         .ahead = m->ahead,
         .n_ahead = m->n_ahead,
+        .staged = m->staged,
     };
     *total = dsc__linear_loss_grad(&job);
     m->linear_batches++;
@@ -1232,13 +1234,15 @@ int dsc_model_loss_grad(dsc_model *m, const dsc_data *d, const uint32_t *rows, s
 
 int dsc__model_loss_grad_checked(dsc_model *m, const dsc_data *d, const uint32_t *rows,
                                  size_t n, const dsc_objective *obj, const uint32_t *ahead,
-                                 size_t n_ahead, double *loss)
+                                 size_t n_ahead, const float *staged, double *loss)
 {
     m->ahead = ahead;
     m->n_ahead = n_ahead;
+    m->staged = staged;
     int rc = batch_loss(m, d, rows, n, obj, 1, 1, loss);
     m->ahead = NULL;
     m->n_ahead = 0;
+    m->staged = NULL;
     return rc;
 }
 

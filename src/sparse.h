@@ -175,6 +175,14 @@ int dsc__trainer_allow_sparse_step(dsc_trainer *t, int allow);
 int dsc__trainer_set_warming(dsc_trainer *t, int warming, size_t min_bytes);
 uint64_t dsc__trainer_warmed_epochs(const dsc_trainer *t);
 
+/*
+ * Test hook: make the trainer wait for the warming thread to stage each warmed batch (1), or
+ * read the rows from the data when it has not (0, the default); and the number of batches
+ * read from the stage ring.
+ */
+int dsc__trainer_wait_for_stage(dsc_trainer *t, int wait);
+uint64_t dsc__trainer_staged_batches(const dsc_trainer *t);
+
 /* ---- sparse.c: the dense helpers restricted to a set ---- */
 
 /* Number of elements in set. */

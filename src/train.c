@@ -30,6 +30,7 @@
 #include "sparse.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <string.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -52,6 +53,26 @@
 #define WARM_SLICE 64
 #define WARM_WAIT 64
 #define WARM_MIN_BYTES (16 * 1024 * 1024)
+/*
+ * Staging (see stage_rows): the warming thread copies the rows that come next, in the order
+ * of the epoch, into a ring of about STAGE_BYTES (at most STAGE_MAX_BYTES), asking for them
+ * STAGE_AHEAD rows before it copies them and telling its progress every STAGE_SLICE rows.
+ */
+#define STAGE_BYTES (256 * 1024)
+#define STAGE_MAX_BYTES (1024 * 1024)
+#define STAGE_AHEAD 64
+#define STAGE_SLICE 16
+
+/*
+ * What the trainer and the warming thread tell each other, each on a cache line of its own:
+ * every write by one thread to a line the other reads sends the line across, and a store
+ * waiting for its line holds up the stores behind it.
+ */
+typedef struct warm_signal {
+    _Alignas(64) size_t progress; /* the trainer's position in the order */
+    int finished;                 /* the trainer is done with the warmed steps */
+    _Alignas(64) atomic_size_t staged_to; /* positions before this are in the stage ring */
+} warm_signal;
 
 struct dsc_trainer {
     dsc_model *model;
@@ -120,6 +141,11 @@ struct dsc_trainer {
     int warming;            /* 1 (the default): warm the rows on a second thread when it pays */
     size_t warm_min_bytes;  /* the smallest training set warmed (a test hook lowers it) */
     uint64_t warmed_epochs; /* epochs whose batches ran with a warming thread */
+    float *stage;           /* the ring the warming thread copies rows into, or NULL */
+    size_t stage_rows;      /* its rows: a multiple of the batch */
+    const struct warm_signal *staging; /* while a warming thread stages rows, its signal */
+    int stage_wait;         /* a test hook: wait for every batch to be staged */
+    uint64_t staged_batches; /* batches read from the ring */
 
     int64_t steps;
     double best_monitored;
@@ -430,6 +456,36 @@ static int prepare_sparse_step(dsc_trainer *t)
 }
 
 /* Sum of squared deviations of the validation targets from their mean, for R^2. */
+/*
+ * The ring of staged rows, for a shuffled dense set large enough to be warmed: a multiple of
+ * the batch, at least the batch twice and WARM_SLICE rows more (the warming thread learns
+ * the trainer's position WARM_SLICE rows late), about STAGE_BYTES; none above
+ * STAGE_MAX_BYTES.
+ */
+static int allocate_stage(dsc_trainer *t)
+{
+    size_t row_bytes = t->train.n_features * sizeof(float);
+    double bytes = (double)t->n_train * (double)row_bytes;
+
+#ifndef _OPENMP
+    return DSC_OK; /* no warming thread to stage the rows */
+#endif
+    if (t->stage || !t->warming || !t->cfg.shuffle || !t->train.x || t->batch == 0 ||
+        bytes < (double)t->warm_min_bytes)
+        return DSC_OK;
+    size_t batches = (WARM_SLICE + 2 * t->batch + t->batch - 1) / t->batch;
+    size_t batch_bytes = t->batch * row_bytes;
+    if (batch_bytes > 0 && STAGE_BYTES / batch_bytes > batches)
+        batches = STAGE_BYTES / batch_bytes;
+    if ((double)batches * (double)batch_bytes > STAGE_MAX_BYTES)
+        return DSC_OK;
+    t->stage_rows = batches * t->batch;
+    t->stage = dsc__alloc(t->stage_rows * row_bytes);
+    if (!t->stage)
+        return dsc__fail(DSC_ENOMEM, "train: out of memory for the staged rows");
+    return DSC_OK;
+}
+
 static double target_variation(const dsc_data *d, const uint32_t *rows, size_t n)
 {
     double total = 0.0;
@@ -528,6 +584,8 @@ dsc_trainer *dsc_trainer_new(dsc_model *model, const dsc_data *train, const dsc_
         rc = dsc_model_reserve(model, t->batch);
     if (rc == DSC_OK)
         rc = prepare_sparse_step(t);
+    if (rc == DSC_OK)
+        rc = allocate_stage(t);
     if (rc < 0) {
         dsc_trainer_free(t);
         return dsc__fail_null(err, rc);
@@ -555,6 +613,7 @@ void dsc_trainer_free(dsc_trainer *t)
     dsc__free(t->snap_values);
     dsc__free(t->snap_opt);
     dsc__free(t->order);
+    dsc__free(t->stage);
     dsc__free(t->val_rows);
     dsc__free(t->class_weight);
     dsc__free(t->kept.values);
@@ -856,6 +915,31 @@ static int take_sparse_step(dsc_trainer *t, const uint32_t *rows, size_t n, doub
 }
 
 /*
+ * The rows of the batch at t->pos (n of them) in the stage ring, or NULL when the warming
+ * thread has not copied them all yet (the trainer then reads them from the data: the same
+ * numbers, so the same results). With the test hook stage_wait it waits for them.
+ */
+static const float *staged_batch(dsc_trainer *t, size_t n)
+{
+    const warm_signal *signal = t->staging;
+    size_t slot = t->stage_rows ? t->pos % t->stage_rows : 0;
+
+    if (!signal || slot + n > t->stage_rows)
+        return NULL;
+    size_t ready = atomic_load_explicit(&signal->staged_to, memory_order_acquire);
+    while (t->stage_wait && ready < t->pos + n) {
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#endif
+        ready = atomic_load_explicit(&signal->staged_to, memory_order_acquire);
+    }
+    if (ready < t->pos + n)
+        return NULL;
+    t->staged_batches++;
+    return t->stage + slot * t->train.n_features;
+}
+
+/*
  * One optimizer step on rows[0..n). *loss gets the batch loss; *counted is 0 when the batch
  * was dropped by the divergence guard.
  */
@@ -879,8 +963,10 @@ static int take_step(dsc_trainer *t, const uint32_t *rows, size_t n, double *los
     /* The dense step, on the weights as they are (the scale folded). */
     dsc__model_fold(m);
     size_t after = t->pos + n; /* rows is the order from t->pos */
+    const float *staged = staged_batch(t, n);
     int rc = dsc__model_loss_grad_checked(m, &t->train, rows, n, &t->cfg.objective,
-                                          t->order + after, t->n_train - after, loss);
+                                          staged ? NULL : t->order + after,
+                                          staged ? 0 : t->n_train - after, staged, loss);
     if (rc < 0)
         return rc;
     if (!isfinite(*loss))
@@ -1054,12 +1140,18 @@ int dsc_trainer_step(dsc_trainer *t)
  * Warming. A batch of a model without hidden layers that fits one chunk (linear.c; the default
  * batch of 32) runs on one thread, and on a large shuffled set most of its time waits for rows
  * to come from memory. Given two or more threads, a second thread then walks the epoch's
- * order a few hundred rows ahead of the trainer and loads those rows into the caches. It only
- * reads: the steps, and so the results, are the same bits as on one thread. The trainer tells
- * its position every WARM_SLICE rows; the warming thread waits (spinning) once it is
- * WARM_BYTES ahead. On the benchmark's 2-core VM an epoch of 1,000,000 shuffled rows of 100
- * floats at batch 32 went from about 140 ms on one thread to 95 to 105 ms (medians of runs;
- * 32 KiB to 1 MiB ahead did as well as 128 KiB within the noise, 4 MiB worse).
+ * order ahead of the trainer. Where the trainer has a stage ring (allocate_stage), the
+ * second thread copies the rows into it in the epoch's order (stage_rows) and the trainer
+ * reads each batch there, one row after the other, when the whole batch has been copied
+ * (staged_batch), or else from the data; otherwise the second thread loads the rows into the
+ * caches (warm_rows). Either way the trainer computes on the same numbers in the same order:
+ * the results are the same bits as on one thread. The trainer tells its position every
+ * WARM_SLICE rows. On the benchmark's first 2-core VM an epoch of 1,000,000 shuffled rows of
+ * 100 floats at batch 32 went from about 140 ms on one thread to 95 to 105 ms with the rows
+ * loaded (medians of runs; 32 KiB to 1 MiB ahead did as well as 128 KiB, 4 MiB worse). On the
+ * Zen 4 VM of bench/README.md, staging took it from 78 to 66 ms (medians of 9, alternating;
+ * one thread: about 95 ms); asking for the rows 32 to 128 places before copying them did
+ * alike, 16 worse.
  *
  * The warming thread runs while the trainer takes the steps of the epoch but the last; the
  * last step (validation, the stopping rules, the caller's epoch function) runs after it has
@@ -1067,9 +1159,10 @@ int dsc_trainer_step(dsc_trainer *t)
  *
  * Known limits: the waiting thread spins, so on a machine with fewer free cores than threads
  * it takes time from other work. Only the one-pass path is warmed, although a small
- * multilayer batch, or a sparse one, waits for its rows in the same way. The rows still come
- * from the other core's cache at a cost: the trainer's rows took about 95 ns each against
- * 70 to 80 ns when the whole set fits in its own cache.
+ * multilayer batch, or a sparse one, waits for its rows in the same way. The staged rows
+ * still come from the other core's cache at a cost: a row took about 57 to 60 ns on two
+ * threads against 44 ns when the whole set fits in one core's cache (and 51 ns read in
+ * order from memory on one thread).
  */
 #ifdef _OPENMP
 static int warming_pays(const dsc_trainer *t)
@@ -1090,16 +1183,6 @@ static void spin_pause(void)
 #endif
 }
 
-/*
- * What the trainer tells the warming thread, on a cache line of its own: every write by one
- * thread to a line the other reads sends the line across, and a store waiting for its line
- * holds up the stores behind it.
- */
-typedef struct {
-    _Alignas(64) size_t progress; /* the trainer's position in the order */
-    int finished;                 /* the trainer is done with the warmed steps */
-    char pad[64 - sizeof(size_t) - sizeof(int)];
-} warm_signal;
 
 /*
  * The warming thread: loads every cache line of the rows order[at, at + ahead) while the
@@ -1140,6 +1223,54 @@ static void warm_rows(const float *x, size_t width, const uint32_t *order, size_
 }
 
 /*
+ * The warming thread when there is a stage ring: it asks for the rows of the order
+ * STAGE_AHEAD places before it copies them into the ring (position p at slot p modulo
+ * stage_rows), and publishes how far it got every STAGE_SLICE rows. It copies position q
+ * only once the trainer is past q - stage_rows, whose slot it takes; the trainer's position
+ * arrives late, which only holds the copies back. The trainer then reads its batch from the
+ * ring, one row after the other, instead of from random places in memory.
+ */
+static void stage_rows(dsc_trainer *t, warm_signal *signal)
+{
+    const float *x = t->train.x;
+    const uint32_t *order = t->order;
+    size_t width = t->train.n_features, n = t->n_train, ring = t->stage_rows;
+    const size_t line_floats = 64 / sizeof(float);
+    size_t copied = atomic_load_explicit(&signal->staged_to, memory_order_relaxed);
+    size_t asked = copied;
+
+    for (;;) {
+        size_t at;
+        int done;
+#pragma omp atomic read
+        at = signal->progress;
+#pragma omp atomic read
+        done = signal->finished;
+        if (done)
+            return;
+
+        size_t limit = n - at > ring ? at + ring : n;
+        if (copied >= limit) {
+            for (int i = 0; i < WARM_WAIT; i++)
+                spin_pause();
+            continue;
+        }
+        size_t ask_to = n - copied > STAGE_AHEAD ? copied + STAGE_AHEAD : n;
+        for (; asked < ask_to; asked++) {
+            const float *row = x + (size_t)order[asked] * width;
+            for (size_t j = 0; j < width; j += line_floats)
+                DSC_PREFETCH_L2(row + j);
+            DSC_PREFETCH_L2(row + width - 1);
+        }
+        size_t end = limit - copied > STAGE_SLICE ? copied + STAGE_SLICE : limit;
+        for (; copied < end; copied++)
+            memcpy(t->stage + (copied % ring) * width, x + (size_t)order[copied] * width,
+                   width * sizeof(float));
+        atomic_store_explicit(&signal->staged_to, copied, memory_order_release);
+    }
+}
+
+/*
  * The steps of the epoch but its last, with a second thread warming the rows. The trainer
  * tells its position after every WARM_SLICE rows' worth of steps (at least one step).
  */
@@ -1150,12 +1281,15 @@ static int warmed_epoch(dsc_trainer *t)
     warm_signal signal = {.progress = t->pos, .finished = 0};
     int rc = 1, warmers = 0;
 
+    atomic_init(&signal.staged_to, t->pos);
     draw_order(t);
 #pragma omp parallel num_threads(2)
     {
         if (omp_get_thread_num() == 0) {
             int step_rc = 1;
             size_t told = t->pos;
+            if (t->stage && omp_get_num_threads() == 2)
+                t->staging = &signal;
             while (step_rc == 1 && t->n_train - t->pos > t->batch) {
                 step_rc = dsc_trainer_step(t);
                 if (t->pos - told >= WARM_SLICE) {
@@ -1164,12 +1298,16 @@ static int warmed_epoch(dsc_trainer *t)
                     signal.progress = told;
                 }
             }
+            t->staging = NULL;
 #pragma omp atomic write
             signal.finished = 1;
             rc = step_rc;
             warmers = omp_get_num_threads() - 1;
         } else {
-            warm_rows(t->train.x, t->train.n_features, t->order, t->n_train, ahead, &signal);
+            if (t->stage)
+                stage_rows(t, &signal);
+            else
+                warm_rows(t->train.x, t->train.n_features, t->order, t->n_train, ahead, &signal);
         }
     }
     if (warmers > 0)
@@ -1184,7 +1322,20 @@ int dsc__trainer_set_warming(dsc_trainer *t, int warming, size_t min_bytes)
         return dsc__fail(DSC_EINVAL, "train: NULL trainer");
     t->warming = warming != 0;
     t->warm_min_bytes = min_bytes;
+    return allocate_stage(t);
+}
+
+int dsc__trainer_wait_for_stage(dsc_trainer *t, int wait)
+{
+    if (!t)
+        return dsc__fail(DSC_EINVAL, "train: NULL trainer");
+    t->stage_wait = wait != 0;
     return DSC_OK;
+}
+
+uint64_t dsc__trainer_staged_batches(const dsc_trainer *t)
+{
+    return t->staged_batches;
 }
 
 uint64_t dsc__trainer_warmed_epochs(const dsc_trainer *t)

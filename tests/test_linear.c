@@ -768,12 +768,15 @@ typedef struct {
     int rc;
     int64_t failed_step;
     uint64_t warmed;
+    uint64_t staged;  /* batches read from the warming thread's copies */
+    int64_t steps;
     size_t n_epochs;
     double losses[4];
     float params[PAIR_FEATURES + 1];
 } warm_run;
 
-static int warm_run_at(const pair_set *s, int threads, size_t batch, double lr, warm_run *out)
+static int warm_run_at(const pair_set *s, int threads, size_t batch, double lr, int wait,
+                       warm_run *out)
 {
     dsc_model *m = new_model(DSC_LOSS_LOG, s->data.n_features, 2, 8);
     dsc_train_config cfg;
@@ -784,13 +787,16 @@ static int warm_run_at(const pair_set *s, int threads, size_t batch, double lr, 
     dsc_trainer *t = m && dsc_set_threads(threads) == DSC_OK
                          ? dsc_trainer_new(m, &s->data, NULL, &cfg, NULL)
                          : NULL;
-    int ok = t && dsc__trainer_set_warming(t, 1, 0) == DSC_OK;
+    int ok = t && dsc__trainer_set_warming(t, 1, 0) == DSC_OK &&
+             dsc__trainer_wait_for_stage(t, wait) == DSC_OK;
 
     if (ok) {
         memset(out, 0, sizeof *out);
         out->rc = dsc_trainer_run(t);
         out->failed_step = dsc_trainer_failed_step(t);
         out->warmed = dsc__trainer_warmed_epochs(t);
+        out->staged = dsc__trainer_staged_batches(t);
+        out->steps = dsc_trainer_steps(t);
         const dsc_epoch_stats *history = dsc_trainer_history(t, &out->n_epochs);
         for (size_t e = 0; e < out->n_epochs && e < 4; e++)
             out->losses[e] = history[e].train_loss;
@@ -802,9 +808,11 @@ static int warm_run_at(const pair_set *s, int threads, size_t batch, double lr, 
 }
 
 /*
- * Given two threads, a batch of one chunk runs on one while the other loads the rows that
- * come next (train.c, warming): the losses and weights are those of one thread, bit for bit,
- * and every epoch ran warmed (none in a build without OpenMP). A run that fails in the middle
+ * Given two threads, a batch of one chunk runs on one while the other copies the rows that
+ * come next into a ring, from which the trainer reads them (train.c, warming and staging):
+ * the losses and weights are those of one thread, bit for bit, every epoch ran warmed and,
+ * when the trainer waits for the copies, every warmed batch came from them (none in a build
+ * without OpenMP). A run that fails in the middle
  * of a warmed epoch returns its error at the same step (the warming thread stops with it).
  */
 TEST(linear_warmed_epochs_give_the_bits_of_one_thread)
@@ -813,29 +821,37 @@ TEST(linear_warmed_epochs_give_the_bits_of_one_thread)
     static warm_run one, two;
     const size_t batches[] = {32, 7};
 
+    /* Read from the copies where the warming thread made them in time, then always. */
     make_pair_set(&s, PAIR_FEATURES, 2, 81);
-    for (size_t b = 0; b < 2; b++) {
-        REQUIRE(warm_run_at(&s, 1, batches[b], 0.05, &one));
-        REQUIRE(warm_run_at(&s, 2, batches[b], 0.05, &two));
-        CHECK_EQ_INT(one.rc, DSC_OK);
-        CHECK_EQ_INT(two.rc, DSC_OK);
-        CHECK(one.n_epochs == 3 && two.n_epochs == 3);
-        CHECK(memcmp(one.losses, two.losses, sizeof one.losses) == 0);
-        CHECK(memcmp(one.params, two.params, sizeof one.params) == 0);
-        CHECK(one.warmed == 0);
-        CHECK(two.warmed == (TWO_THREADS == 2 ? 3 : 0));
-        CHECK(one.losses[2] < one.losses[0]);
+    for (int wait = 0; wait < 2; wait++) {
+        for (size_t b = 0; b < 2; b++) {
+            REQUIRE(warm_run_at(&s, 1, batches[b], 0.05, wait, &one));
+            REQUIRE(warm_run_at(&s, 2, batches[b], 0.05, wait, &two));
+            CHECK_EQ_INT(one.rc, DSC_OK);
+            CHECK_EQ_INT(two.rc, DSC_OK);
+            CHECK(one.n_epochs == 3 && two.n_epochs == 3);
+            CHECK(memcmp(one.losses, two.losses, sizeof one.losses) == 0);
+            CHECK(memcmp(one.params, two.params, sizeof one.params) == 0);
+            CHECK(one.warmed == 0 && one.staged == 0);
+            CHECK(two.warmed == (TWO_THREADS == 2 ? 3 : 0));
+            /* Every step of an epoch but its last runs warmed, and waiting, from the copies. */
+            if (wait)
+                CHECK(two.staged == (TWO_THREADS == 2 ? (uint64_t)two.steps - 3 : 0));
+            CHECK(one.losses[2] < one.losses[0]);
+        }
     }
 
     /* A feature of 1e30 in every row: the second step's scores overflow. */
     for (size_t r = 0; r < PAIR_ROWS; r++)
         s.x[r * PAIR_FEATURES] = 1e30f;
-    REQUIRE(warm_run_at(&s, 1, 32, 0.05, &one));
-    REQUIRE(warm_run_at(&s, 2, 32, 0.05, &two));
-    CHECK_EQ_INT(one.rc, DSC_ENONFINITE);
-    CHECK_EQ_INT(two.rc, DSC_ENONFINITE);
-    CHECK(one.failed_step > 1 && one.failed_step == two.failed_step);
-    CHECK(two.warmed == (TWO_THREADS == 2 ? 1 : 0)); /* it failed in a warmed epoch */
+    for (int wait = 0; wait < 2; wait++) {
+        REQUIRE(warm_run_at(&s, 1, 32, 0.05, wait, &one));
+        REQUIRE(warm_run_at(&s, 2, 32, 0.05, wait, &two));
+        CHECK_EQ_INT(one.rc, DSC_ENONFINITE);
+        CHECK_EQ_INT(two.rc, DSC_ENONFINITE);
+        CHECK(one.failed_step > 1 && one.failed_step == two.failed_step);
+        CHECK(two.warmed == (TWO_THREADS == 2 ? 1 : 0)); /* it failed in a warmed epoch */
+    }
     REQUIRE(dsc_set_threads(1) == DSC_OK);
 }
 
