@@ -1184,6 +1184,20 @@ static void spin_pause(void)
 }
 
 
+/* The trainer's position as it last told it, into *at; 1 once it is done with the steps. */
+static int read_signal(const warm_signal *signal, size_t *at)
+{
+    size_t position;
+    int done;
+
+#pragma omp atomic read
+    position = signal->progress;
+#pragma omp atomic read
+    done = signal->finished;
+    *at = position;
+    return done;
+}
+
 /*
  * The warming thread: loads every cache line of the rows order[at, at + ahead) while the
  * trainer is at `at`, until the trainer has finished. The loads are volatile so that they
@@ -1197,12 +1211,7 @@ static void warm_rows(const float *x, size_t width, const uint32_t *order, size_
 
     for (;;) {
         size_t at;
-        int done;
-#pragma omp atomic read
-        at = signal->progress;
-#pragma omp atomic read
-        done = signal->finished;
-        if (done)
+        if (read_signal(signal, &at))
             return;
 
         size_t from = next > at ? next : at;
@@ -1241,12 +1250,7 @@ static void stage_rows(dsc_trainer *t, warm_signal *signal)
 
     for (;;) {
         size_t at;
-        int done;
-#pragma omp atomic read
-        at = signal->progress;
-#pragma omp atomic read
-        done = signal->finished;
-        if (done)
+        if (read_signal(signal, &at))
             return;
 
         size_t limit = n - at > ring ? at + ring : n;
