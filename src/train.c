@@ -69,7 +69,11 @@
  * waiting for its line holds up the stores behind it.
  */
 typedef struct warm_signal {
-    _Alignas(64) size_t progress; /* the trainer's position in the order */
+    /*
+     * The trainer's position in the order, stored with release order: the staging thread
+     * reuses the ring slots of the rows before it, whose reads must be done by then.
+     */
+    _Alignas(64) atomic_size_t progress;
     int finished;                 /* the trainer is done with the warmed steps */
     _Alignas(64) atomic_size_t staged_to; /* positions before this are in the stage ring */
 } warm_signal;
@@ -1190,8 +1194,7 @@ static int read_signal(const warm_signal *signal, size_t *at)
     size_t position;
     int done;
 
-#pragma omp atomic read
-    position = signal->progress;
+    position = atomic_load_explicit(&signal->progress, memory_order_acquire);
 #pragma omp atomic read
     done = signal->finished;
     *at = position;
@@ -1282,9 +1285,10 @@ static int warmed_epoch(dsc_trainer *t)
 {
     size_t row_bytes = t->train.n_features * sizeof(float);
     size_t ahead = WARM_BYTES / row_bytes > WARM_SLICE ? WARM_BYTES / row_bytes : WARM_SLICE;
-    warm_signal signal = {.progress = t->pos, .finished = 0};
+    warm_signal signal = {.finished = 0};
     int rc = 1, warmers = 0;
 
+    atomic_init(&signal.progress, t->pos);
     atomic_init(&signal.staged_to, t->pos);
     draw_order(t);
 #pragma omp parallel num_threads(2)
@@ -1298,8 +1302,7 @@ static int warmed_epoch(dsc_trainer *t)
                 step_rc = dsc_trainer_step(t);
                 if (t->pos - told >= WARM_SLICE) {
                     told = t->pos;
-#pragma omp atomic write
-                    signal.progress = told;
+                    atomic_store_explicit(&signal.progress, told, memory_order_release);
                 }
             }
             t->staging = NULL;
