@@ -48,7 +48,7 @@
  * and only when the whole array gets them, which a reader that grows its array cannot
  * promise; it was left out. Asking further ahead (16 or 32 rows, or 32 rows into the outer
  * caches and 4 into the first) measured no better than 8 rows within that machine's noise.
- * Without memory waits a row costs about 75 to 90 ns here (in cache: the log-loss's exp and
+ * Without memory waits a row cost about 75 to 90 ns there (in cache: the log-loss's exp and
  * log1p in double were a third of it; loss.c now computes four rows' at once, which took a
  * row from 48 to 46 ns in cache on a faster host), against about 140 to 200 ns from memory.
  * Given two threads, the trainer has a second one load the rows ahead of it (train.c): an
@@ -284,6 +284,23 @@ static void grad_wide(const float *const x[GROUP], size_t count, size_t n_inputs
 }
 
 /*
+ * The weight of data row r (class label) in the batch loss: its sample weight times its
+ * class weight over the batch's weight sum, or unweighted_share without either.
+ */
+static double row_share(const dsc_linear_batch *job, size_t r, int32_t label, int weighted,
+                        double unweighted_share)
+{
+    const dsc_data *d = job->data;
+
+    if (!weighted)
+        return unweighted_share;
+    double share = d->weight ? (double)d->weight[r] : 1.0;
+    if (job->classifier && job->class_weight)
+        share *= job->class_weight[label];
+    return share / job->weight_sum;
+}
+
+/*
  * The loss of rows [first, first + count): each row's share of the batch loss into
  * row_loss, its share of the loss's gradient with respect to its scores into dz.
  */
@@ -308,13 +325,7 @@ static void row_losses(const dsc_linear_batch *job, size_t first, size_t count)
             for (size_t g = 0; g < block; g++) {
                 size_t r = row_index(job, i + g);
                 int32_t label = d->label[r];
-                share[g] = unweighted_share;
-                if (weighted) {
-                    share[g] = d->weight ? (double)d->weight[r] : 1.0;
-                    if (job->class_weight)
-                        share[g] *= job->class_weight[label];
-                    share[g] /= job->weight_sum;
-                }
+                share[g] = row_share(job, r, label, weighted, unweighted_share);
                 sign[g] = label == 1 ? 1.0 : -1.0;
                 margin[g] = sign[g] * (double)job->z[i + g];
             }
@@ -330,13 +341,7 @@ static void row_losses(const dsc_linear_batch *job, size_t first, size_t count)
     for (size_t i = first; i < first + count; i++) {
         size_t r = row_index(job, i);
         int32_t label = job->classifier ? d->label[r] : 0;
-        double share = unweighted_share;
-        if (weighted) {
-            share = d->weight ? (double)d->weight[r] : 1.0;
-            if (job->classifier && job->class_weight)
-                share *= job->class_weight[label];
-            share /= job->weight_sum;
-        }
+        double share = row_share(job, r, label, weighted, unweighted_share);
         const float *y = job->classifier ? NULL : d->y + r * d->n_targets;
         job->row_loss[i] = share * dsc__row_loss(job->loss, job->loss_param, job->z + i * k, k,
                                                  label, y, (float)share, job->dz + i * k);
@@ -362,8 +367,10 @@ static void block_scores(const dsc_linear_batch *job, size_t begin, size_t end, 
     for (size_t i = begin; i < end; i += GROUP) {
         size_t count = end - i < GROUP ? end - i : GROUP;
 
-        /* (Written out here: GCC takes a function that only prefetches for one without
-         * effects and drops the calls.) */
+        /*
+         * (Written out here: GCC takes a function that only prefetches for one without
+         * effects and drops the calls.)
+         */
         for (; ask < ask_end && ask < i + count + PREFETCH_ROWS; ask++) {
             size_t r = row_index_ahead(job, ask);
             const char *ahead = ask < job->n ? (const char *)row_of(job, ask)

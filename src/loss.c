@@ -87,7 +87,7 @@ static double residual_loss(dsc_loss loss, double param, double r, double *grad)
  *   written as g minus small terms (2 s = g - s g), so that the rounding of s hardly shows.
  *   The rounding of u is given back by c = (e - (u - 1)) / u, so that a tiny e gives e.
  *
- * Both stay within a few units in the last place of the C library's results (test_linear
+ * Both stay within a few units in the last place of the C library's results (test_grad
  * checks 2 x 10^5 margins). Every lane does the same operations, with vectors where the
  * compiler has them and one number at a time otherwise, so a margin's result does not
  * depend on its place in a group, and with contraction off not on the machine either: the

@@ -147,7 +147,7 @@ struct dsc_trainer {
     uint64_t warmed_epochs; /* epochs whose batches ran with a warming thread */
     float *stage;           /* the ring the warming thread copies rows into, or NULL */
     size_t stage_rows;      /* its rows: a multiple of the batch */
-    const struct warm_signal *staging; /* while a warming thread stages rows, its signal */
+    const warm_signal *staging; /* while a warming thread stages rows, its signal */
     int stage_wait;         /* a test hook: wait for every batch to be staged */
     uint64_t staged_batches; /* batches read from the ring */
 
@@ -459,7 +459,6 @@ static int prepare_sparse_step(dsc_trainer *t)
     return DSC_OK;
 }
 
-/* Sum of squared deviations of the validation targets from their mean, for R^2. */
 /*
  * The ring of staged rows, for a shuffled dense set large enough to be warmed: a multiple of
  * the batch, at least the batch twice and WARM_SLICE rows more (the warming thread learns
@@ -468,12 +467,13 @@ static int prepare_sparse_step(dsc_trainer *t)
  */
 static int allocate_stage(dsc_trainer *t)
 {
+#ifndef _OPENMP
+    (void)t;
+    return DSC_OK; /* no warming thread to stage the rows */
+#else
     size_t row_bytes = t->train.n_features * sizeof(float);
     double bytes = (double)t->n_train * (double)row_bytes;
 
-#ifndef _OPENMP
-    return DSC_OK; /* no warming thread to stage the rows */
-#endif
     if (t->stage || !t->warming || !t->cfg.shuffle || !t->train.x || t->batch == 0 ||
         bytes < (double)t->warm_min_bytes)
         return DSC_OK;
@@ -488,8 +488,10 @@ static int allocate_stage(dsc_trainer *t)
     if (!t->stage)
         return dsc__fail(DSC_ENOMEM, "train: out of memory for the staged rows");
     return DSC_OK;
+#endif
 }
 
+/* Sum of squared deviations of the validation targets from their mean, for R^2. */
 static double target_variation(const dsc_data *d, const uint32_t *rows, size_t n)
 {
     double total = 0.0;
@@ -918,6 +920,14 @@ static int take_sparse_step(dsc_trainer *t, const uint32_t *rows, size_t n, doub
     return DSC_OK;
 }
 
+/* A hint to the core that this thread is waiting for another. */
+static void spin_pause(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
 /*
  * The rows of the batch at t->pos (n of them) in the stage ring, or NULL when the warming
  * thread has not copied them all yet (the trainer then reads them from the data: the same
@@ -932,9 +942,7 @@ static const float *staged_batch(dsc_trainer *t, size_t n)
         return NULL;
     size_t ready = atomic_load_explicit(&signal->staged_to, memory_order_acquire);
     while (t->stage_wait && ready < t->pos + n) {
-#if defined(__x86_64__) || defined(__i386__)
-        __builtin_ia32_pause();
-#endif
+        spin_pause();
         ready = atomic_load_explicit(&signal->staged_to, memory_order_acquire);
     }
     if (ready < t->pos + n)
@@ -1178,15 +1186,6 @@ static int warming_pays(const dsc_trainer *t)
            t->n_train - t->pos > t->batch && t->stop == DSC_STOP_NONE && !t->failed &&
            dsc__model_one_pass_alone(t->model, &t->train, t->batch);
 }
-
-/* A hint to the core that this thread is waiting for another. */
-static void spin_pause(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#endif
-}
-
 
 /* The trainer's position as it last told it, into *at; 1 once it is done with the steps. */
 static int read_signal(const warm_signal *signal, size_t *at)
